@@ -1,0 +1,128 @@
+"""CheXpert Plus: df_chexpert_plus_240401.csv, one row per image, report and sections repeated per row.
+
+Columns (27, as released): path_to_image, path_to_dcm, frontal_lateral, ap_pa, deid_patient_id,
+patient_report_date_order, report, section_narrative, section_clinical_history, section_history,
+section_comparison, section_technique, section_procedure_comments, section_findings,
+section_impression, section_end_of_impression, section_summary, section_accession_number, age, sex,
+race, ethnicity, interpreter_needed, insurance_type, recent_bmi, deceased, split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from components.ingest.readers._common import (
+    StudyGroups, bad_utf8, clean, csv_header, norm_split, open_csv)
+from components.ingest.records import RawImage, RawStudy
+
+CSV_NAME = "df_chexpert_plus_240401.csv"
+REQUIRED = ("path_to_image", "report")
+# An accession number is an identifier, not report content: kept out of sections.
+NOT_SECTIONS = ("section_accession_number",)
+DEMOGRAPHICS = ("age", "sex", "race", "ethnicity", "interpreter_needed", "insurance_type",
+                "recent_bmi", "deceased")
+
+
+def find_table(root: Path) -> Path:
+    """The report CSV: root itself, root/df_chexpert_plus_240401.csv, or any CSV with the columns.
+
+    Top-level CSVs are tried before a recursive search, which walks every image folder.
+    """
+    if root.is_file() and set(REQUIRED) <= set(csv_header(root)):
+        return root
+    if root.is_dir():
+        if (root / CSV_NAME).is_file():
+            return root / CSV_NAME
+        for pattern in ("*.csv", "**/*.csv"):
+            for path in sorted(root.glob(pattern)):
+                if set(REQUIRED) <= set(csv_header(path)):
+                    return path
+    raise FileNotFoundError(
+        f"no {CSV_NAME} (or other CSV with path_to_image and report columns) under {root}: "
+        "is this a CheXpert Plus root?")
+
+
+def check_root(root: Path) -> None:
+    find_table(root)
+
+
+def read(root: Path) -> Iterator[RawStudy]:
+    root = Path(root).absolute()
+    table = find_table(root)
+    base = table.parent if root.is_file() else root  # image paths are relative to the dataset root
+    groups = StudyGroups()
+    for n, row in enumerate(open_csv(table), start=1):
+        rel_img, rel_dcm = clean(row.get("path_to_image")), clean(row.get("path_to_dcm"))
+        study_id, subject_id = _ids(rel_img or rel_dcm, clean(row.get("deid_patient_id")))
+        if not study_id:
+            groups.add(RawStudy(study_id=f"row-{n}", subject_id=subject_id or f"row-{n}", report=None,
+                                error="source_record_invalid",
+                                error_detail=f"{table.name} row {n}: no path_to_image/path_to_dcm"))
+            continue
+        report = row.get("report") or ""
+        # Rows of one study repeat the same report; a different text means a conflicting record.
+        study = groups.get(study_id, report.strip(), lambda: _new_study(study_id, subject_id, row))
+        image_id = f"{study_id}/{PurePosixPath(rel_img or rel_dcm).stem}"
+        if all(im.image_id != image_id for im in study.images):  # a repeated row is one image
+            study.images.append(RawImage(image_id, str(_resolve(base, rel_img, rel_dcm)), _view(row)))
+    yield from groups
+
+
+def _ids(rel: str, patient: str) -> tuple[str, str]:
+    """train/patient00001/study1/view1_frontal.jpg -> ("patient00001/study1", "patient00001")."""
+    parts = PurePosixPath(rel).parts
+    for i, part in enumerate(parts[:-2]):
+        if part.startswith("patient") and parts[i + 1].startswith("study"):
+            return f"{part}/{parts[i + 1]}", patient or part
+    if len(parts) >= 3:  # unexpected folder names: still patient/study/file
+        return f"{parts[-3]}/{parts[-2]}", patient or parts[-3]
+    return "", patient
+
+
+def _new_study(study_id: str, subject_id: str, row: dict[str, str]) -> RawStudy:
+    study = RawStudy(study_id=study_id, subject_id=subject_id, report=None,
+                     split=norm_split(row.get("split")))
+    text = row.get("report") or ""
+    bad = bad_utf8(text)
+    if bad is not None:
+        study.error, study.error_detail = "report_not_utf8", f"report has invalid UTF-8 at char {bad}"
+    elif not text.strip():
+        study.error, study.error_detail = "report_missing", "report column is empty"
+    else:
+        study.report = text
+    study.sections = {
+        key.removeprefix("section_"): clean(value) for key, value in row.items()
+        if key and key.startswith("section_") and key not in NOT_SECTIONS
+        and clean(value) and bad_utf8(value) is None}
+    demographics = {k: clean(row.get(k)) for k in DEMOGRAPHICS if clean(row.get(k))}
+    study.meta = {"report_date_order": clean(row.get("patient_report_date_order")),
+                  "demographics": demographics}
+    return study
+
+
+def _view(row: dict[str, str]) -> str | None:
+    kind, ap_pa = clean(row.get("frontal_lateral")).lower(), clean(row.get("ap_pa")).upper()
+    if kind == "lateral":
+        return "LATERAL"
+    if kind == "frontal" and ap_pa in ("AP", "PA"):
+        return ap_pa
+    return None
+
+
+def _resolve(base: Path, rel_img: str, rel_dcm: str) -> Path:
+    """Prefer the DICOM when downloaded; accept the PNG release where .jpg became .png.
+
+    The release ships DICOM and PNG in separate archives, so a path may sit directly under the
+    root or under a DICOM/ or PNG/ folder; the first that exists wins.
+    """
+    candidates = []
+    if rel_dcm:
+        candidates += [base / rel_dcm, base / "DICOM" / rel_dcm]
+    if rel_img:
+        png = str(PurePosixPath(rel_img).with_suffix(".png"))
+        candidates += [base / rel_img, base / png, base / "PNG" / png]
+    for path in candidates:
+        if path.is_file():
+            return path
+    return base / (rel_img or rel_dcm)  # absent: the decoder reports image_file_missing

@@ -1,0 +1,75 @@
+"""A generic manifest CSV: study_id, subject_id, report, image_path[, split][, view], one row per image.
+
+The root is the CSV itself or a folder holding manifest.csv; image paths are relative to the CSV's
+folder (absolute paths are kept). Rows of one study repeat its study_id, subject_id and report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from components.ingest.readers._common import (
+    StudyGroups, bad_utf8, clean, csv_header, norm_split, open_csv)
+from components.ingest.records import RawImage, RawStudy
+
+CSV_NAME = "manifest.csv"
+REQUIRED = ("study_id", "subject_id", "report", "image_path")
+
+
+def find_table(root: Path) -> Path:
+    path = root if root.is_file() else root / CSV_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {CSV_NAME} at {root}: pass the manifest CSV or its folder")
+    return path
+
+
+def check_root(root: Path) -> None:
+    """Missing required columns make the whole input unusable, so that raises rather than yields."""
+    path = find_table(root)
+    missing = [c for c in REQUIRED if c not in csv_header(path)]
+    if missing:
+        raise ValueError(f"{path.name} lacks required column(s) {', '.join(missing)}; "
+                         f"a manifest needs {', '.join(REQUIRED)}")
+
+
+def read(root: Path) -> Iterator[RawStudy]:
+    root = Path(root).absolute()
+    check_root(root)
+    table = find_table(root)
+    groups = StudyGroups()
+    # Data rows are numbered from 1 (the header is not counted) in synthetic ids and details.
+    for n, row in enumerate(open_csv(table), start=1):
+        study_id, subject_id = clean(row.get("study_id")), clean(row.get("subject_id"))
+        if not (study_id and subject_id):
+            empty = "study_id" if not study_id else "subject_id"
+            # A synthetic id: reusing a real one would make this row look like that study's record.
+            groups.add(RawStudy(study_id=f"row-{n}", subject_id=subject_id or f"row-{n}",
+                                report=None, error="source_record_invalid",
+                                error_detail=f"{table.name} row {n}: empty {empty}"))
+            continue
+        report = row.get("report") or ""
+        # A study id reused with another subject or report text is a second, conflicting record.
+        study = groups.get(study_id, (subject_id, report.strip()),
+                           lambda: _new_study(study_id, subject_id, row))
+        rel = clean(row.get("image_path"))
+        if rel:
+            image_id = Path(rel).stem
+            if all(im.image_id != image_id for im in study.images):
+                view = clean(row.get("view")).upper() or None
+                study.images.append(RawImage(image_id, str(table.parent / rel), view))
+    yield from groups
+
+
+def _new_study(study_id: str, subject_id: str, row: dict[str, str]) -> RawStudy:
+    study = RawStudy(study_id=study_id, subject_id=subject_id, report=None,
+                     split=norm_split(row.get("split")))
+    text = row.get("report") or ""
+    bad = bad_utf8(text)
+    if bad is not None:
+        study.error, study.error_detail = "report_not_utf8", f"report has invalid UTF-8 at char {bad}"
+    elif not text.strip():
+        study.error, study.error_detail = "report_missing", "report column is empty"
+    else:
+        study.report = text
+    return study

@@ -1,0 +1,163 @@
+"""MIMIC-CXR (DICOM) and MIMIC-CXR-JPG: files/pXX/p<subject>/s<study>.txt + s<study>/<dicom_id>.*
+
+The record list (cxr-record-list.csv[.gz]) is authoritative when present, because a study it lists
+must be yielded even when its images are gone from disk. Without it the files/ tree is walked.
+Reports may sit next to the images or in a separate mimic-cxr-reports/files tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from components.ingest.readers._common import (
+    StudyGroups, clean, find_csv, norm_split, open_csv, strip_prefix)
+from components.ingest.records import RawImage, RawStudy
+
+IMAGE_SUFFIXES = (".dcm", ".jpg", ".jpeg", ".png")
+REPORT_ROOTS = (".", "mimic-cxr-reports")  # where files/... report trees may live, under root
+
+# ViewCodeSequence_CodeMeaning -> ViewPosition, for rows whose ViewPosition is blank.
+_VIEW_MEANINGS = {"postero-anterior": "PA", "antero-posterior": "AP", "lateral": "LATERAL",
+                  "left lateral": "LL", "right lateral": "RL"}
+
+
+def check_root(root: Path) -> None:
+    if not root.is_dir() or not (find_csv(root, "cxr-record-list.csv") or (root / "files").is_dir()):
+        raise FileNotFoundError(
+            f"no cxr-record-list.csv(.gz) and no files/ folder under {root}: "
+            "is this a MIMIC-CXR root?")
+
+
+def read(root: Path) -> Iterator[RawStudy]:
+    root = Path(root).absolute()
+    check_root(root)
+    views = _views(root)
+    splits = _splits(root)
+    groups = StudyGroups()
+    record_list = find_csv(root, "cxr-record-list.csv")
+    if record_list:
+        _from_record_list(root, record_list, groups, views)
+        study_list = find_csv(root, "cxr-study-list.csv")
+        if study_list:  # studies with a report but no image rows
+            _from_study_list(study_list, groups)
+    else:
+        _from_tree(root, groups, views)
+    for study in groups:
+        study.split = splits.get(study.study_id)
+        if "study_dir" in study.meta:  # invalid rows have no location to look in
+            _attach_report(root, study)
+        yield study
+
+
+def _new_study(study_id: str, subject_id: str, study_dir: str) -> RawStudy:
+    # meta["study_dir"] (relative, e.g. files/p10/p10000032/s50414267) locates the report later.
+    return RawStudy(study_id=study_id, subject_id=subject_id, report=None,
+                    meta={"study_dir": study_dir})
+
+
+def _from_record_list(root: Path, path: Path, groups: StudyGroups, views: dict) -> None:
+    seen: set[tuple[str, str]] = set()  # (study_dir, dicom_id): repeated rows collapse
+    for n, row in enumerate(open_csv(path), start=1):
+        rel = clean(row.get("path"))
+        # Ids come from the columns, else from the path (files/pXX/p<subject>/s<study>/<dicom>.dcm).
+        parts = ("", "", "") + PurePosixPath(rel).parts
+        study_id = strip_prefix(clean(row.get("study_id")) or parts[-2], "s")
+        subject_id = strip_prefix(clean(row.get("subject_id")) or parts[-3], "p")
+        dicom_id = clean(row.get("dicom_id")) or PurePosixPath(rel).stem
+        if not (study_id and subject_id and rel):
+            groups.add(RawStudy(study_id=f"row-{n}", subject_id=subject_id or f"row-{n}", report=None,
+                                error="source_record_invalid",
+                                error_detail=f"{path.name} row {n} lacks study_id, subject_id or path"))
+            continue
+        study_dir = str(PurePosixPath(rel).parent)
+        study = groups.get(study_id, study_dir, lambda: _new_study(study_id, subject_id, study_dir))
+        if (study_dir, dicom_id) in seen:
+            continue
+        seen.add((study_dir, dicom_id))
+        study.images.append(RawImage(dicom_id, str(_image_path(root, rel)), views.get(dicom_id)))
+
+
+def _from_study_list(path: Path, groups: StudyGroups) -> None:
+    for row in open_csv(path):
+        rel = clean(row.get("path"))  # files/p10/p10000032/s50414267.txt
+        study_id = strip_prefix(clean(row.get("study_id")), "s")
+        subject_id = strip_prefix(clean(row.get("subject_id")), "p")
+        if study_id and subject_id and rel:
+            study_dir = str(PurePosixPath(rel).with_suffix(""))
+            groups.get(study_id, study_dir, lambda: _new_study(study_id, subject_id, study_dir))
+
+
+def _from_tree(root: Path, groups: StudyGroups, views: dict) -> None:
+    """Studies are the union of s*.txt reports and s*/ image folders, in either report tree."""
+    found: dict[str, tuple[str, str, Path | None]] = {}  # study_dir -> (subject, study, image dir)
+    for base in REPORT_ROOTS:
+        for entry in sorted((root / base).glob("files/p*/p*/s*")):
+            subject_id, study_id = strip_prefix(entry.parent.name, "p"), strip_prefix(entry.stem, "s")
+            study_dir = str(entry.with_suffix("").relative_to(root / base))
+            if entry.is_dir():
+                found[study_dir] = (subject_id, study_id, entry)
+            elif entry.suffix == ".txt":
+                found.setdefault(study_dir, (subject_id, study_id, None))
+    for study_dir, (subject_id, study_id, image_dir) in sorted(found.items()):
+        study = groups.get(study_id, study_dir, lambda: _new_study(study_id, subject_id, study_dir))
+        if image_dir is not None:
+            for f in sorted(image_dir.iterdir()):
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                    study.images.append(RawImage(f.stem, str(f), views.get(f.stem)))
+
+
+def _image_path(root: Path, rel: str) -> Path:
+    """The listed path; if a .dcm is listed but only the -JPG .jpg exists, use that."""
+    path = root / rel
+    if not path.exists():
+        for suffix in IMAGE_SUFFIXES:
+            if path.with_suffix(suffix).exists():
+                return path.with_suffix(suffix)
+    return path  # may not exist: the decoder reports image_file_missing
+
+
+def _attach_report(root: Path, study: RawStudy) -> None:
+    """Set the report text; a report problem is recorded unless the study already has an error."""
+    study_dir = study.meta.pop("study_dir")
+    name = f"s{study.study_id}.txt"
+    error, detail = "report_missing", f"no {name} under files/ or mimic-cxr-reports/files/"
+    for base in REPORT_ROOTS:
+        path = root / base / f"{study_dir}.txt"
+        if path.is_file():
+            try:
+                study.report = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+                return
+            except UnicodeDecodeError as exc:  # detail gives the offset only: no report text
+                error, detail = "report_not_utf8", f"{name}: invalid UTF-8 at byte {exc.start}"
+                break
+            except OSError as exc:
+                detail = f"{name}: unreadable ({type(exc).__name__})"
+                break
+    if study.error is None:
+        study.error, study.error_detail = error, detail
+
+
+def _views(root: Path) -> dict[str, str]:
+    path = find_csv(root, "mimic-cxr-2.0.0-metadata.csv")
+    if path is None:
+        return {}
+    views = {}
+    for row in open_csv(path):
+        view = clean(row.get("ViewPosition")).upper() or _VIEW_MEANINGS.get(
+            clean(row.get("ViewCodeSequence_CodeMeaning")).lower(), "")
+        if view and clean(row.get("dicom_id")):
+            views[clean(row.get("dicom_id"))] = view
+    return views
+
+
+def _splits(root: Path) -> dict[str, str]:
+    """study_id -> train/val/test; the split file lists images, all of a study share one split."""
+    path = find_csv(root, "mimic-cxr-2.0.0-split.csv")
+    splits: dict[str, str] = {}
+    for row in open_csv(path) if path else ():
+        split = norm_split(row.get("split"))
+        study_id = strip_prefix(clean(row.get("study_id")), "s")
+        if split and study_id:
+            splits.setdefault(study_id, split)
+    return splits

@@ -1,0 +1,97 @@
+"""NLM Open-I Indiana University chest X-rays: ecgen-radiology/<n>.xml reports + NLMCXR_png images.
+
+Each XML is one report: <uId id="CXR1"/>, labelled <AbstractText Label="FINDINGS"> sections,
+<MeSH><major>/<automatic> terms and one <parentImage id="CXR1_1_IM-0001-3001"> per image, whose
+PNG is named <id>.png. Open-I has no patient id and no reliable view metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+from components.ingest.readers._common import StudyGroups, natural_key
+from components.ingest.records import RawImage, RawStudy
+
+XML_DIR = "ecgen-radiology"
+PNG_DIR = "NLMCXR_png"
+
+
+def _xml_files(root: Path) -> list[Path]:
+    folder = root / XML_DIR if (root / XML_DIR).is_dir() else root
+    files = sorted(folder.glob("*.xml"), key=lambda p: natural_key(p.name))
+    return files or sorted(root.rglob("*.xml"), key=lambda p: natural_key(str(p)))
+
+
+def check_root(root: Path) -> None:
+    if not root.is_dir() or not _xml_files(root):
+        raise FileNotFoundError(
+            f"no {XML_DIR}/*.xml report files under {root}: is this an Open-I (IU X-ray) root?")
+
+
+def read(root: Path) -> Iterator[RawStudy]:
+    root = Path(root).absolute()
+    check_root(root)
+    pngs = _png_index(root)
+    groups = StudyGroups()
+    for path in _xml_files(root):
+        study = _parse(path, pngs, root)
+        # Keyed by file: two XMLs with the same uId are the same study listed twice.
+        groups.get(study.study_id, path, lambda: study)
+    yield from groups
+
+
+def _png_index(root: Path) -> dict[str, Path]:
+    """PNG file name -> path, one walk of root (covers NLMCXR_png/, images/ and loose files)."""
+    index: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()  # deterministic winner when a name occurs twice
+        for name in sorted(filenames):
+            if name.lower().endswith(".png"):
+                index.setdefault(name, Path(dirpath) / name)
+    return index
+
+
+def _parse(path: Path, pngs: dict[str, Path], root: Path) -> RawStudy:
+    try:
+        tree = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        return RawStudy(study_id=path.stem, subject_id=path.stem, report=None,
+                        error="source_record_invalid",
+                        error_detail=f"XML parse error at line {exc.position[0]}")
+    except OSError as exc:
+        return RawStudy(study_id=path.stem, subject_id=path.stem, report=None,
+                        error="source_record_invalid",
+                        error_detail=f"{path.name} unreadable ({type(exc).__name__})")
+    uid = tree.find(".//uId")
+    study_id = (uid.get("id") or "").strip() if uid is not None else ""
+    if not study_id:
+        return RawStudy(study_id=path.stem, subject_id=path.stem, report=None,
+                        error="source_record_invalid", error_detail=f"{path.name} has no <uId id>")
+
+    labelled = []
+    for el in tree.iter("AbstractText"):
+        label, text = (el.get("Label") or "").strip(), "".join(el.itertext()).strip()
+        if label and text:
+            labelled.append((label, text))
+    sections = {label.lower(): text for label, text in labelled}
+    # Sections are all that Open-I has: when every one is empty the text is "" (report_empty
+    # is for the pipeline to decide), not missing.
+    report = "\n".join(f"{label}: {text}" for label, text in labelled)
+
+    images = []
+    for parent in tree.iter("parentImage"):
+        image_id = (parent.get("id") or "").strip()
+        if image_id and all(im.image_id != image_id for im in images):
+            png = pngs.get(f"{image_id}.png", root / PNG_DIR / f"{image_id}.png")
+            images.append(RawImage(image_id=image_id, path=str(png), view=None))
+
+    mesh = {"mesh_major": [], "mesh_automatic": []}
+    for tag in ("major", "automatic"):
+        for el in tree.iterfind(f".//MeSH/{tag}"):
+            if (el.text or "").strip():
+                mesh[f"mesh_{tag}"].append(el.text.strip())
+    return RawStudy(study_id=study_id, subject_id=study_id, report=report, images=images,
+                    sections=sections, meta=mesh)

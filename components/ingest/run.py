@@ -1,0 +1,227 @@
+"""`cxr ingest`: any supported source -> studies table, image shards, quarantine, summary.
+
+Outputs (written atomically into the stage's folder):
+    studies.parquet     one row per usable study (report, sections, images, split, audit fields)
+    images.parquet      index of every stored image: shard file and position
+    images/shard-*.npy  uint8 (N, R, R) arrays
+    quarantine.parquet  every dropped study or image with a reason code
+    summary.json        counts per outcome and reason, timings, trap accounting for synth
+    preview.png         a grid of ingested images, for people and the Dagster UI
+Rows in = rows out + rows quarantined, for studies and for images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from functools import partial
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from components.ingest.audit import account_traps, preview_grid
+from components.ingest.decode import DecodeConfig, DecodeError, decode
+from components.ingest.readers import read_source
+from components.ingest.records import RawStudy
+from components.ingest.shards import ShardWriter
+from components.ingest.split import SPLITS, assign_splits
+from components.io import atomic_dir, write_bytes_atomic, write_json, write_table
+from components.parallel import ordered_map
+from components.params import IngestParams
+
+STUDIES_SCHEMA = pa.schema([
+    ("study_id", pa.string()), ("subject_id", pa.string()), ("split", pa.string()), ("source", pa.string()),
+    ("report", pa.string()), ("sections", pa.map_(pa.string(), pa.string())),
+    ("image_ids", pa.list_(pa.string())), ("views", pa.list_(pa.string())),
+    ("dicom_identifying_attributes", pa.list_(pa.string())), ("burned_in_annotation", pa.bool_()),
+    ("private_tags", pa.int32()), ("meta", pa.string()),
+])
+IMAGES_SCHEMA = pa.schema([
+    ("image_id", pa.string()), ("study_id", pa.string()), ("subject_id", pa.string()), ("split", pa.string()),
+    ("view", pa.string()), ("shard", pa.string()), ("index", pa.int32()), ("pixel_hash", pa.string()),
+])
+QUARANTINE_SCHEMA = pa.schema([
+    ("level", pa.string()), ("record_id", pa.string()), ("study_id", pa.string()), ("stage", pa.string()),
+    ("reason", pa.string()), ("detail", pa.string()),
+])
+
+
+def _decode_task(task: tuple, cfg: DecodeConfig):
+    """Worker entry point: never raises, so one bad file cannot stop the stage."""
+    path, view, subject = task
+    try:
+        return decode(path, cfg, view_hint=view, subject_id=subject)
+    except DecodeError as e:
+        return e
+    except Exception as e:  # noqa: BLE001 - any undecodable file is quarantined, not fatal
+        return DecodeError("image_unreadable", f"{Path(path).name}: {type(e).__name__}")
+
+
+class _Quarantine(list):
+    def add(self, level: str, record_id: str, study_id: str, reason: str, detail: str = "") -> None:
+        self.append({"level": level, "record_id": record_id, "study_id": study_id, "stage": "ingest",
+                     "reason": reason, "detail": detail})
+
+
+def _screen(studies: list[RawStudy], quarantine: _Quarantine) -> list[RawStudy]:
+    """Study-level checks that need no pixels."""
+    seen: set[str] = set()
+    usable = []
+    for s in studies:
+        reason, detail = s.error, s.error_detail
+        if reason is None:
+            if s.study_id in seen:
+                reason, detail = "duplicate_record", "study id listed more than once"
+            elif s.report is None:
+                reason = "report_missing"
+            elif not s.report.strip():
+                reason = "report_empty"
+            elif not s.images:
+                reason = "image_missing"
+        seen.add(s.study_id)
+        if reason:
+            quarantine.add("study", s.study_id, s.study_id, reason, detail)
+            for img in s.images:
+                quarantine.add("image", img.image_id, s.study_id, "study_quarantined", reason)
+        else:
+            usable.append(s)
+    return usable
+
+
+def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path | None = None,
+           out: str | Path | None = None, workers: int | None = None, progress: bool = True) -> dict:
+    source, input_path = source or cfg.source, Path(input_path or cfg.input)
+    out, workers = Path(out or cfg.out), workers or cfg.workers
+    t0 = time.perf_counter()
+    studies = list(read_source(source, input_path))
+    if not studies:
+        raise ValueError(f"no studies found under {input_path} for source {source!r}")
+    t_read = time.perf_counter()
+    quarantine = _Quarantine()
+    usable = _screen(studies, quarantine)
+    dcfg = DecodeConfig(cfg.resolution, tuple(cfg.percentiles), cfg.frontal_only)
+    tasks = [(img.path, img.view, s.subject_id) for s in usable for img in s.images]
+
+    study_rows, image_rows, dup_seen = [], [], {}
+    flagged = Counter()
+    with atomic_dir(out) as tmp:
+        shards = ShardWriter(tmp / "images", cfg.shard_size)
+        with ordered_map(partial(_decode_task, cfg=dcfg), tasks, workers) as decoded_all:
+            results = iter(tqdm(decoded_all, total=len(tasks), desc="ingest", unit="img", disable=not progress))
+            for s in usable:
+                decoded = list(islice(results, len(s.images)))
+                kept = _keep_images(s, decoded, cfg.dicom_phi, quarantine, flagged)
+                if not kept:
+                    continue
+                key = (s.subject_id, hashlib.blake2b(s.report.encode(), digest_size=16).hexdigest(),
+                       tuple(sorted(d.pixel_hash for _, d in kept)))
+                if key in dup_seen:
+                    _drop_study(s, kept, "duplicate_study", f"same as study {dup_seen[key]}", quarantine)
+                    continue
+                dup_seen[key] = s.study_id
+                for img, d in kept:
+                    shard, index = shards.add(d.pixels)
+                    image_rows.append({"image_id": img.image_id, "study_id": s.study_id,
+                                       "subject_id": s.subject_id, "view": d.view, "shard": shard,
+                                       "index": index, "pixel_hash": d.pixel_hash})
+                study_rows.append(_study_row(s, kept, source))
+            shards.flush()
+        t_decode = time.perf_counter()
+
+        splits = assign_splits({r["study_id"]: r["subject_id"] for r in study_rows},
+                               {s.study_id: s.split for s in usable}, cfg.split, cfg.split_seed)
+        for row in study_rows + image_rows:
+            row["split"] = splits[row["study_id"]]
+        write_table(tmp / "studies.parquet", study_rows, STUDIES_SCHEMA)
+        write_table(tmp / "images.parquet", image_rows, IMAGES_SCHEMA)
+        write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE_SCHEMA)
+        if image_rows:
+            write_bytes_atomic(tmp / "preview.png", preview_grid(tmp, image_rows[:16]))
+        summary = _summary(studies, study_rows, image_rows, quarantine, flagged, splits)
+        summary.update(source=source, input=str(input_path), images_per_second=round(
+            len(tasks) / max(t_decode - t_read, 1e-9), 1), seconds={
+            "read": round(t_read - t0, 3), "decode": round(t_decode - t_read, 3),
+            "total": round(time.perf_counter() - t0, 3)}, workers=workers)
+        truth = input_path / "truth.parquet"
+        if source == "synth" and truth.exists():
+            summary["traps"] = account_traps(truth, study_rows, quarantine)
+        write_json(tmp / "summary.json", summary)
+    write_json(cfg.metrics, summary)
+    return summary
+
+
+def _keep_images(s: RawStudy, decoded: list, dicom_phi: str, quarantine: _Quarantine,
+                 flagged: Counter) -> list:
+    """Images of the study that can be used; the study is quarantined when none can."""
+    kept, failure = [], None
+    for img, d in zip(s.images, decoded):
+        if isinstance(d, DecodeError):
+            quarantine.add("image", img.image_id, s.study_id, d.reason, d.detail)
+            if d.reason != "view_not_frontal" and failure is None:
+                failure = d
+            continue
+        problem = _header_problem(d.header)
+        if problem and dicom_phi == "quarantine":
+            detail = ",".join(d.header["identifying"]) or "BurnedInAnnotation=YES"
+            quarantine.add("image", img.image_id, s.study_id, problem, detail)
+            failure = failure or DecodeError(problem, detail)
+            continue
+        if problem:
+            flagged[problem] += 1
+        kept.append((img, d))
+    if not kept:
+        reason, detail = (failure.reason, failure.detail) if failure else ("no_frontal_image", "")
+        quarantine.add("study", s.study_id, s.study_id, reason, detail)
+    return kept
+
+
+def _header_problem(header: dict) -> str | None:
+    if header.get("burned_in_annotation") == "YES":
+        return "burned_in_annotation"
+    if header.get("identifying"):
+        return "dicom_identifying_header"
+    return None
+
+
+def _drop_study(s: RawStudy, kept: list, reason: str, detail: str, quarantine: _Quarantine) -> None:
+    quarantine.add("study", s.study_id, s.study_id, reason, detail)
+    for img, _ in kept:
+        quarantine.add("image", img.image_id, s.study_id, "study_quarantined", reason)
+
+
+def _study_row(s: RawStudy, kept: list, source: str) -> dict:
+    headers = [d.header for _, d in kept]
+    return {
+        "study_id": s.study_id, "subject_id": s.subject_id, "source": source, "report": s.report,
+        "sections": s.sections or {}, "image_ids": [img.image_id for img, _ in kept],
+        "views": [d.view or "UNKNOWN" for _, d in kept],
+        "dicom_identifying_attributes": sorted({a for h in headers for a in h["identifying"]}),
+        "burned_in_annotation": any(h.get("burned_in_annotation") == "YES" for h in headers),
+        "private_tags": max((h.get("private_tags", 0) for h in headers), default=0),
+        "meta": json.dumps(s.meta, sort_keys=True, default=str),
+    }
+
+
+def _summary(studies, study_rows, image_rows, quarantine, flagged, splits) -> dict:
+    def level(name):
+        rows = [q for q in quarantine if q["level"] == name]
+        return len(rows), dict(sorted(Counter(q["reason"] for q in rows).items()))
+
+    n_img_in = sum(len(s.images) for s in studies)
+    sq, s_reasons = level("study")
+    iq, i_reasons = level("image")
+    return {
+        "studies": {"in": len(studies), "out": len(study_rows), "quarantined": sq, "by_reason": s_reasons},
+        "images": {"in": n_img_in, "out": len(image_rows), "quarantined": iq, "by_reason": i_reasons},
+        "conservation_ok": len(studies) == len(study_rows) + sq and n_img_in == len(image_rows) + iq,
+        "flagged_kept": dict(flagged),
+        "splits": {name: {"studies": sum(1 for r in study_rows if r["split"] == name),
+                          "subjects": len({r["subject_id"] for r in study_rows if r["split"] == name})}
+                   for name in SPLITS},
+    }
+

@@ -1,0 +1,133 @@
+"""Typed view of params.yaml: one model per stage, loaded with command-line overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo in --set must not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SynthNoise(_Section):
+    deid_token_rate: float = Field(0.5, ge=0, le=1)
+    typo_rate: float = Field(0.05, ge=0, le=1)
+    wrap_rate: float = Field(0.3, ge=0, le=1)
+
+
+class SynthTraps(_Section):
+    report_phi: float = Field(0.03, ge=0, le=1)
+    dicom_header_phi: float = Field(0.03, ge=0, le=1)
+    burned_in_annotation: float = Field(0.015, ge=0, le=1)
+    truncated_dicom: float = Field(0.015, ge=0, le=1)
+    corrupt_dicom: float = Field(0.015, ge=0, le=1)
+    missing_report: float = Field(0.015, ge=0, le=1)
+    missing_image: float = Field(0.015, ge=0, le=1)
+    duplicate_study: float = Field(0.015, ge=0, le=1)
+    non_utf8_report: float = Field(0.015, ge=0, le=1)
+
+
+class SynthParams(_Section):
+    out: str = "data/raw/synth"
+    metrics: str = "data/metrics/synth.json"
+    n_studies: int = Field(200, ge=1)
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+    studies_per_subject: float = Field(2.0, ge=1)
+    image_size: int = Field(512, ge=64, le=4096)
+    normal_rate: float = Field(0.3, ge=0, le=1)
+    uncertain_rate: float = Field(0.15, ge=0, le=1)
+    comparison_rate: float = Field(0.25, ge=0, le=1)
+    device_rate_normal: float = Field(0.1, ge=0, le=1)
+    ap_rate: float = Field(0.35, ge=0, le=1)
+    lateral_rate: float = Field(0.3, ge=0, le=1)
+    monochrome1_rate: float = Field(0.3, ge=0, le=1)
+    styles: dict[str, float] = Field(default_factory=lambda: {
+        "full": 0.35, "impression_only": 0.15, "abbreviated": 0.15, "terse_normal": 0.15, "numbered": 0.2})
+    noise: SynthNoise = SynthNoise()
+    traps: SynthTraps = SynthTraps()
+
+    @model_validator(mode="after")
+    def _known_styles(self):
+        from components.synth.report import STYLES
+
+        unknown = set(self.styles) - set(STYLES)
+        if unknown:
+            raise ValueError(f"unknown report styles {sorted(unknown)}; known: {list(STYLES)}")
+        if not any(w > 0 for w in self.styles.values()):
+            raise ValueError("at least one report style needs a positive weight")
+        return self
+
+
+SOURCES = ("synth", "mimic", "chexpert-plus", "openi", "manifest")
+
+
+class IngestParams(_Section):
+    source: str = "synth"
+    input: str = "data/raw/synth"
+    out: str = "data/ingested"
+    metrics: str = "data/metrics/ingest.json"
+    resolution: int = Field(256, ge=16, le=4096)
+    frontal_only: bool = True
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    workers: int = Field(2, ge=1)
+    dicom_phi: str = Field("quarantine", pattern="^(quarantine|flag)$")
+    shard_size: int = Field(2048, ge=1)
+    split: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown source {self.source!r}; choose one of {', '.join(SOURCES)}")
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+        if set(self.split) != {"train", "val", "test"} or abs(sum(self.split.values()) - 1) > 1e-6:
+            raise ValueError(f"split needs train/val/test fractions summing to 1, got {self.split}")
+        return self
+
+
+class Params(_Section):
+    synth: SynthParams = SynthParams()
+    ingest: IngestParams = IngestParams()
+
+    def digest(self, section: str) -> str:
+        """Short hash of one section, recorded next to outputs for traceability."""
+        blob = json.dumps(getattr(self, section).model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def apply_override(tree: dict, assignment: str) -> None:
+    """Apply one `section.key=value` override in place; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ValueError(f"--set expects section.key=value, got {assignment!r}")
+    dotted, raw = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    if len(keys) < 2 or not all(keys):
+        raise ValueError(f"--set key must look like section.key, got {dotted!r}")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {dotted}: {key!r} is not a section")
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def load_params(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read params.yaml (or `path`), apply overrides, validate. A missing default file means defaults."""
+    file = Path(path) if path else DEFAULT_PARAMS
+    if path and not file.exists():
+        raise FileNotFoundError(f"params file not found: {file}")
+    tree = (yaml.safe_load(file.read_text()) or {}) if file.exists() else {}
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    return Params.model_validate(tree)

@@ -1,0 +1,55 @@
+"""What each stage tells Dagster about its output (counts, tables, pictures, provenance)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from components.pipes import md, md_table, png_md, report_materialization, under_dagster
+
+
+def code_version() -> str:
+    """Hash of the library's source: changes whenever stage logic does."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".yaml", ".json", ".txt", ".csv"):
+            h.update(path.as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _provenance(params, section: str) -> dict:
+    return {"params_hash": params.digest(section), "code_version": code_version(),
+            "params": {"raw_value": getattr(params, section).model_dump(mode="json"), "type": "json"}}
+
+
+def report_synth(params, summary: dict) -> None:
+    if not under_dagster():
+        return
+    traps = [{"trap": k, "studies": v} for k, v in summary["traps"].items()]
+    styles = [{"style": k, "studies": v} for k, v in summary["styles"].items()]
+    report_materialization({
+        "studies": summary["n_studies"], "subjects": summary["n_subjects"], "images": summary["n_images"],
+        "planted_traps": md(md_table(traps)), "report_styles": md(md_table(styles)),
+        "seconds": summary["seconds"], **_provenance(params, "synth"),
+    })
+
+
+def report_ingest(params, summary: dict) -> None:
+    if not under_dagster():
+        return
+    reasons = [{"level": level, "reason": r, "count": n}
+               for level in ("studies", "images") for r, n in summary[level]["by_reason"].items()]
+    meta = {
+        "studies_in": summary["studies"]["in"], "studies_out": summary["studies"]["out"],
+        "studies_quarantined": summary["studies"]["quarantined"], "images_out": summary["images"]["out"],
+        "quarantine_reasons": md(md_table(reasons)),
+        "splits": md(md_table([{"split": k, **v} for k, v in summary["splits"].items()])),
+        "images_per_second": summary["images_per_second"], **_provenance(params, "ingest"),
+    }
+    preview = Path(params.ingest.out) / "preview.png"
+    if preview.exists():
+        meta["preview"] = png_md(preview.read_bytes(), "ingested images")
+    if "traps" in summary:
+        meta["traps_all_accounted"] = summary["traps"]["all_accounted"]
+    report_materialization(meta)

@@ -1,0 +1,473 @@
+"""Synthetic chest radiograph phantom, rendered from a StudyTruth.
+
+The image is an additive attenuation map A (air 0, soft tissue ~0.55, bone and metal higher)
+displayed as 1 - exp(-k A), so 1.0 is most attenuating (MONOCHROME2). Geometry lives in "body"
+coordinates in units of the image height: x = 0 on the midline, x < 0 on the IMAGE LEFT (= the
+PATIENT'S RIGHT on PA/AP), y = 0 at the top. Nuisance rotation and shift transform the pixel grid,
+so anatomy, findings and devices move together.
+
+Zones are thirds of the lung field height, from the apex (q = 0) to the costophrenic angles
+(q = 1). Smooth content (vessels, hazy opacities, fluid) is rendered at half resolution and
+upsampled; edges, ribs, pleural lines and devices at full resolution.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from components.synth.truth import Finding, StudyTruth
+
+VIEWS = ("PA", "AP", "LATERAL")
+THORAX_CM = 35.0  # outer rib-cage width, in cm, that lesion sizes and tube tips are scaled to
+_LOW = 2  # downsampling factor of the smooth layer
+_ZONES = {"upper": (0.0, 1 / 3), "middle": (1 / 3, 2 / 3), "lower": (2 / 3, 1.0)}
+_SEV = {"mild": 0.55, "small": 0.55, "moderate": 0.8, "severe": 1.0, "large": 1.0}
+_CTR = {"mild": 0.55, "moderate": 0.60, "severe": 0.68}
+_AIR = 0.37  # attenuation an aerated lung removes from the soft-tissue background
+
+
+def _ramp(d, w):
+    """Soft step of width w: 0 where d << 0, 1 where d >> 0 (cheap antialiased edge)."""
+    return np.clip(d * (1.0 / w) + 0.5, 0.0, 1.0)
+
+
+def _bump(v, c, hw):
+    """1 at v == c falling to 0 at |v - c| >= hw (parabolic)."""
+    return np.clip(1.0 - ((v - c) * (1.0 / hw)) ** 2, 0.0, 1.0)
+
+
+def _sel(cond, a, b):
+    """np.where for two scalars, kept in float32 (np.where on Python floats returns float64)."""
+    return np.where(cond, np.float32(a), np.float32(b))
+
+
+def _blob(x, y, cx, cy, sx, sy):
+    return np.exp(-0.5 * (((x - cx) * (1.0 / sx)) ** 2 + ((y - cy) * (1.0 / sy)) ** 2))
+
+
+def _weight(f: Finding) -> float:
+    return 0.6 if f.certainty == "uncertain" else 1.0  # hedged findings are drawn fainter
+
+
+def _frng(seed: int, f: Finding) -> np.random.Generator:
+    # Per-finding stream: adding or removing one finding never moves another.
+    return np.random.default_rng([seed, zlib.crc32(repr(f).encode())])
+
+
+@dataclass(frozen=True)
+class _Geom:
+    tw: float  # outer rib-cage half-width
+    ti: float  # lung (inner thoracic) half-width
+    y_apex: float
+    y_cp: float  # costophrenic angles
+    dome_r: float  # right (image-left) hemidiaphragm dome
+    dome_l: float
+    y_car: float  # carina
+    med: float  # lower mediastinal half-width (medial lung border)
+    med_widen: float  # extra upper mediastinal half-width
+    ctr: float  # cardiothoracic ratio as projected
+    cm: float  # one centimetre in image-height units
+    ap: bool
+
+    @staticmethod
+    def sx(side: str | None) -> float:
+        return 1.0 if side == "left" else -1.0  # patient right is displayed on the image left
+
+    def q_to_y(self, q):
+        return self.y_apex + q * (self.y_cp - self.y_apex)
+
+
+def _geometry(view: str, habitus: float, insp: float, findings: list[Finding]) -> _Geom:
+    tw, ap = 0.36 * habitus, view == "AP"
+    lift = 0.035 if ap else 0.0  # supine AP: poorer inspiration, higher diaphragm
+    y_apex = 0.13 - (0.015 if ap else 0.0)
+    g = _Geom(tw=tw, ti=0.93 * tw, y_apex=y_apex, y_cp=0.79 + insp - lift, dome_r=0.68 + insp - lift,
+              dome_l=0.705 + insp - lift, y_car=y_apex + 0.2, med=0.055, med_widen=0.0,
+              ctr=0.45 * (1.12 if ap else 1.0), cm=2 * tw / THORAX_CM, ap=ap)
+    for f in findings:  # these findings change the anatomy itself rather than adding density
+        if f.observation == "Cardiomegaly":
+            ctr = _CTR.get(f.severity, 0.6) * (1.12 if ap else 1.0)
+            g = replace(g, ctr=max(g.ctr, g.ctr + _weight(f) * (ctr - g.ctr)))
+        elif f.observation == "Enlarged Cardiomediastinum":
+            g = replace(g, med_widen=max(g.med_widen, _weight(f) * (0.035 if f.severity == "mild" else 0.055)))
+    return g
+
+
+@lru_cache(maxsize=16)
+def _pixel_grid(h: int, w: int, step: int, height: int, width: int):
+    """Normalised pixel-centre coordinates of a (h, w) grid covering a height x width image."""
+    xs = ((np.arange(w, dtype=np.float32) + 0.5) * step - width / 2) / height
+    ys = ((np.arange(h, dtype=np.float32) + 0.5) * step) / height
+    return xs[None, :], ys[:, None]
+
+
+class _Frame:
+    """Nuisance pose (rotation about the image centre, shift): pixels <-> body coordinates."""
+
+    def __init__(self, height, width, rot_deg, dx, dy):
+        self.h, self.w, self.dx, self.dy = height, width, dx, dy
+        self.c, self.s = math.cos(math.radians(rot_deg)), math.sin(math.radians(rot_deg))
+
+    def grid(self, step: int):
+        xs, ys = _pixel_grid(-(-self.h // step), -(-self.w // step), step, self.h, self.w)
+        yc = ys - 0.5
+        x = self.c * xs + self.s * yc - self.dx
+        y = self.c * yc - self.s * xs + (0.5 - self.dy)
+        return x.astype(np.float32), y.astype(np.float32)
+
+    def to_pixel(self, pts, step: int = 1):
+        out = []
+        for xb, yb in pts:
+            a, b = xb + self.dx, yb - 0.5 + self.dy
+            xn, yn = self.c * a - self.s * b, self.s * a + self.c * b + 0.5
+            out.append(((xn * self.h + self.w / 2) / step - 0.5, yn * self.h / step - 0.5))
+        return out
+
+
+def _upsample(a: np.ndarray, shape) -> np.ndarray:
+    return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize(
+        (shape[1], shape[0]), Image.BILINEAR))
+
+
+def _lung(x, y, g: _Geom, e: float, scale: float = 1.0, anchor=(0.0, 0.0)):
+    """Soft mask of both lung fields, q (0 apex .. 1 costophrenic) and horizontal distance to the wall.
+
+    scale < 1 evaluates the lung shrunk toward `anchor` (the collapsed lung of a pneumothorax)."""
+    if scale != 1.0:
+        x, y = anchor[0] + (x - anchor[0]) / scale, anchor[1] + (y - anchor[1]) / scale
+    t = np.abs(x)
+    q = (y - g.y_apex) * (1.0 / (g.y_cp - g.y_apex))
+    apex_c = 0.5 * g.ti
+    # Elliptical arcs from the rounded apex to the full-width medial and lateral borders.
+    qm, qo = 1.0 - np.clip(q * (1 / 0.3), 0, 1), 1.0 - np.clip(q * (1 / 0.5), 0, 1)
+    med = g.med + (apex_c - g.med) * (1.0 - np.sqrt(1.0 - qm * qm))
+    out = apex_c + (g.ti - apex_c) * np.sqrt(1.0 - qo * qo)
+    upper = _bump(y, g.y_apex + 0.12, 0.14)  # upper mediastinum (widened in ECM)
+    knob = _bump(y, g.y_car - 0.035, 0.03) * (x > 0)  # aortic knob on the patient's left
+    med = np.maximum(med, g.med + (0.012 + g.med_widen) * upper + 0.022 * knob)
+    dome = _sel(x < 0, g.dome_r, g.dome_l)
+    t_dc = 0.5 * (g.med + g.ti)
+    u = np.maximum(t - t_dc, 0.0) * (1.0 / (g.ti - t_dc))
+    y_dia = dome + (g.y_cp - dome) * u * u  # flat medially, where the heart sits on it
+    wall = out - t
+    inside = np.minimum(np.minimum(t - med, wall), np.minimum(y_dia - y, y - g.y_apex))
+    return _ramp(inside, e), q, wall
+
+
+def _zone_mask(q, zone):
+    lo, hi = _ZONES.get(zone or "middle", _ZONES["middle"])
+    return _ramp(q - lo, 0.06) * _ramp(hi - q, 0.06)
+
+
+def _side_mask(x, lat):
+    if lat in ("left", "right"):
+        return ((x > 0) if lat == "left" else (x < 0)).astype(np.float32)
+    return np.ones_like(x)
+
+
+def _sides(lat):
+    return ("right", "left") if lat in (None, "bilateral") else (lat,)
+
+
+def _zone_point(rng, g: _Geom, side, zone, across=(0.25, 0.8)):
+    """A random point inside the named lung zone, in body coordinates."""
+    lo, hi = _ZONES.get(zone or "middle", _ZONES["middle"])
+    q = min(rng.uniform(lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo)), 0.78)  # above the dome
+    qo = 1.0 - min(q / 0.5, 1.0)
+    t_out = 0.5 * g.ti * (1.0 + math.sqrt(1.0 - qo * qo))
+    t = g.med + 0.02 + rng.uniform(*across) * (t_out - g.med - 0.02)
+    return g.sx(side) * t, g.q_to_y(q)
+
+
+def _vessels_low(frame: _Frame, g: _Geom, jit: np.ndarray, shape) -> np.ndarray:
+    """Pulmonary vessels: a branching tree per hilum, tapering toward the periphery (PIL lines)."""
+    img = Image.new("L", (shape[1], shape[0]), 0)
+    d = ImageDraw.Draw(img)
+    base = np.radians(np.linspace(-120, 105, jit.shape[1]))  # 0 = lateral, negative = toward apex
+    lw = max(1.0, 0.004 * frame.h / _LOW)
+    for si, side in enumerate(("right", "left")):
+        sx, hx, hy = g.sx(side), g.med + 0.03, g.y_car + 0.07
+        for k in range(jit.shape[1]):
+            ends = {}
+            for j in range(15):  # heap-ordered binary tree, depth 4
+                depth = int(math.log2(j + 1))
+                if j == 0:
+                    x0, y0, ang = hx, hy, base[k] + 0.2 * jit[si, k, j, 0]
+                else:
+                    x0, y0, pa = ends[(j - 1) // 2]
+                    ang = pa + (0.45 if j % 2 else -0.45) + 0.3 * jit[si, k, j, 0]
+                length = 0.07 * 0.7 ** depth * (1.0 + 0.3 * jit[si, k, j, 1])
+                x1, y1 = x0 + length * math.cos(ang), y0 + length * math.sin(ang)
+                ends[j] = (x1, y1, ang)
+                d.line(frame.to_pixel([(sx * x0, y0), (sx * x1, y1)], _LOW), fill=int(255 * 0.75 ** depth),
+                       width=max(1, round(lw * 0.7 ** depth)))
+    v = ndimage.gaussian_filter(np.asarray(img, dtype=np.float32), 0.6) * (1.0 / 255.0)
+    return v
+
+
+def _patchy(frng, shape, sigma):
+    """Smooth random texture in [0, 1] so airspace disease looks patchy rather than a perfect blob."""
+    n = ndimage.gaussian_filter(frng.standard_normal(shape).astype(np.float32), sigma)
+    return np.clip(0.5 + n * (0.5 / (n.std() + 1e-6)), 0.0, 1.0)
+
+
+def _opacity_low(x, y, q, g: _Geom, findings, seed):
+    """Fraction of lung air replaced by fluid or cells (0..1), at low resolution."""
+    o = np.zeros_like(x)
+    sig = 0.01 * x.shape[0]
+    for f in findings:
+        frng, w, obs = _frng(seed, f), _weight(f), f.observation
+        if obs in ("Consolidation", "Pneumonia", "Lung Opacity"):
+            dens, spread, n = {"Consolidation": (1.0, 0.03, 6), "Pneumonia": (0.8, 0.03, 6),
+                               "Lung Opacity": (0.55, 0.045, 4)}[obs]
+            for side in _sides(f.laterality):
+                patch = np.zeros_like(x)
+                for _ in range(n):
+                    cx, cy = _zone_point(frng, g, side, f.zone)
+                    patch += _blob(x, y, cx, cy, spread * frng.uniform(0.8, 1.4), spread * frng.uniform(0.7, 1.2))
+                texture = 0.5 + 0.7 * _patchy(frng, x.shape, sig) if obs != "Lung Opacity" else 1.0
+                o += dens * w * np.clip(patch * texture, 0, 1) * _zone_mask(q, f.zone) * _side_mask(x, side)
+        elif obs == "Atelectasis":  # plate-like band, slightly oblique
+            for side in _sides(f.laterality):
+                cx, cy = _zone_point(frng, g, side, f.zone, (0.35, 0.6))
+                ang = frng.uniform(-0.3, 0.3)
+                c, s = math.cos(ang), math.sin(ang)
+                thick = 0.006 if f.severity == "mild" else 0.011
+                o += 0.9 * w * _blob((x - cx) * c + (y - cy) * s, (y - cy) * c - (x - cx) * s, 0, 0, 0.075, thick) \
+                    * _side_mask(x, side)
+        elif obs == "Edema":  # perihilar bat-wing haze, both lungs
+            sev = _SEV.get(f.severity, 0.8)
+            for side in ("right", "left"):
+                o += 0.8 * w * sev * _blob(x, y, g.sx(side) * (g.med + 0.05), g.y_car + 0.09, 0.06 + 0.04 * sev, 0.1)
+        elif obs == "Pleural Effusion":  # dependent fluid whose meniscus rises laterally
+            q_top, rise = {"small": (0.93, 0.07), "moderate": (0.72, 0.12), "large": (0.5, 0.15)}.get(
+                f.severity, (0.72, 0.12))
+            u = np.clip((np.abs(x) - g.med) * (1 / (g.ti - g.med)), 0, 1)
+            fluid = np.clip((q - (q_top - rise * u * u)) * (1 / 0.06), 0, 1)
+            o += (0.7 + 0.3 * w) * fluid * _side_mask(x, f.laterality)
+    return np.clip(o, 0.0, 1.0)
+
+
+def _ribs(x, y, g: _Geom, fracture: Finding | None):
+    """Posterior ribs as arcs dropping laterally, faint anterior ribs; a fracture breaks one rib."""
+    t = np.abs(x)
+    u = t * (1.0 / g.tw)
+    w1, span = g.y_apex - 0.03, g.dome_r + 0.03 - (g.y_apex - 0.03)
+    s = np.clip((y - (0.12 * u * u - 0.035) * u - w1) * (1 / span), 0.0, None)
+    p = 10.0 * s * (1.2 - 0.2 * s)  # posterior rib 10 at the dome; spacing widens inferiorly
+    extent = _ramp(g.tw - t, 0.01) * _ramp(t - 0.03, 0.01) * np.clip(12.0 - p, 0, 1)
+    if fracture is not None and fracture.rib:
+        r, t_b = fracture.rib, g.med + 0.6 * (g.ti - g.med)  # break in the lateral part of rib r
+        near = (np.abs(p - (r - 0.75)) < 0.55) * _side_mask(x, fracture.laterality)
+        p = p + 0.2 * near * (t > t_b)  # step-off: the lateral fragment is displaced
+        extent = extent * (1 - near * (np.abs(t - t_b) < 0.005))  # fracture line
+    f = p - np.floor(p)
+    post = np.sqrt(np.clip(np.sin(f * (math.pi / 0.4)), 0, None)) * (f < 0.4) * _sel(p < 10.3, 1.0, 0.55)
+    pa = 6.5 * (y + 0.45 * u * u - g.y_apex - 0.02) * (1 / span)  # anterior ribs slope down medially
+    fa = pa - np.floor(pa)
+    ant = (fa < 0.3) * (pa > 0.5) * (pa < 6.7) * _ramp(u - 0.2, 0.1)
+    return (0.075 * post + 0.03 * ant) * extent
+
+
+def _draw_devices(frame: _Frame, g: _Geom, findings) -> np.ndarray | None:
+    """Support devices rasterised with PIL into an attenuation layer (1.0 = metal)."""
+    devs = [f for f in findings if f.observation == "Support Devices" and f.device]
+    if not devs:
+        return None
+    img = Image.new("L", (frame.w, frame.h), 0)
+    d = ImageDraw.Draw(img)
+    px = frame.to_pixel
+    lw = lambda cm: max(1, round(cm * g.cm * frame.h))  # noqa: E731 - line width from centimetres
+    svc = -(g.med - 0.012)  # superior vena cava, right of the midline
+
+    def box(x0, y0, x1, y1):
+        (a, b), (c, e) = px([(x0, y0), (x1, y1)])
+        return [min(a, c), min(b, e), max(a, c), max(b, e)]
+
+    for f in devs:
+        name, pos = f.device, f.position or ""
+        sx = g.sx("right" if name.startswith("right") else "left")
+        if name == "endotracheal tube":
+            tip = g.y_car - (float(pos.split()[0]) if pos[:1].isdigit() else 4.0) * g.cm
+            d.line(px([(0.0, -0.02), (0.0, tip)]), fill=110, width=lw(0.8))
+            d.line(px([(0.002, -0.02), (0.002, tip)]), fill=255, width=lw(0.15))  # radiopaque stripe
+        elif name == "nasogastric tube":  # esophagus, across the left hemidiaphragm into the stomach
+            pts = [(0.008, -0.02), (0.012, g.y_car), (0.022, g.dome_l - 0.05)]
+            pts += [(0.045, g.dome_l + 0.035), (0.1, g.dome_l + 0.07), (0.15, g.dome_l + 0.05)] \
+                if "stomach" in pos else []
+            d.line(px(pts), fill=230, width=lw(0.35), joint="curve")
+        elif "PICC" in name:  # arm -> axillary/subclavian -> brachiocephalic -> SVC
+            tip, ysc = g.y_car + (0.09 if "cavoatrial" in pos else 0.045), g.y_apex + 0.05
+            pts = [(sx * 0.6, ysc + 0.09), (sx * (g.tw + 0.02), ysc + 0.02), (sx * 0.65 * g.tw, ysc),
+                   (sx * 0.07, ysc + 0.02), (svc, ysc + 0.06), (svc, tip)]
+            d.line(px(pts), fill=230, width=lw(0.25), joint="curve")
+        elif "jugular" in name:
+            tip = g.y_car + (0.09 if "cavoatrial" in pos else 0.03)
+            pts = [(sx * 0.065, -0.02), (sx * 0.05, g.y_apex), (0.5 * (svc + sx * 0.04), g.y_apex + 0.07),
+                   (svc, g.y_car - 0.03), (svc, tip)]
+            d.line(px(pts), fill=230, width=lw(0.35), joint="curve")
+        elif name == "pacemaker":  # generator in the patient's left upper chest (image right)
+            gx, gy, hw, hh = 0.6 * g.ti, g.y_apex + 0.1, 2.4 * g.cm, 1.8 * g.cm
+            d.rounded_rectangle(box(gx - hw, gy - hh, gx + hw, gy + hh), radius=max(1, round(hh * frame.h / 2)),
+                                fill=255)
+            hy = g.dome_l - 0.1
+            for end in [(svc - 0.02, hy - 0.01), (0.06, g.dome_l - 0.03)]:  # right atrium, right ventricle
+                pts = [(gx - hw, gy), (0.08, g.y_apex + 0.06), (svc, g.y_car - 0.01), (svc - 0.005, hy - 0.07), end]
+                d.line(px(pts), fill=240, width=lw(0.2), joint="curve")
+        elif name == "sternotomy wires":
+            for yw in np.linspace(g.y_car - 0.07, g.y_car + 0.21, 6):
+                d.ellipse(box(-0.8 * g.cm, yw - 0.3 * g.cm, 0.8 * g.cm, yw + 0.3 * g.cm), outline=255,
+                          width=lw(0.2))
+        elif "chest tube" in name:  # enters the lower lateral wall, curves up to the apex
+            pts = [(sx * (g.tw + 0.08), g.q_to_y(0.85)), (sx * 0.92 * g.ti, g.q_to_y(0.72)),
+                   (sx * 0.8 * g.ti, g.q_to_y(0.35)), (sx * 0.55 * g.ti, g.q_to_y(0.06))]
+            d.line(px(pts), fill=170, width=lw(1.0), joint="curve")
+            d.line(px(pts), fill=235, width=lw(0.15), joint="curve")  # radiopaque stripe
+    return np.asarray(img, dtype=np.float32) * (1.0 / 255.0)
+
+
+def _frontal(x, y, xl, yl, frame, g: _Geom, pos, jit, seed, e, el):
+    t = np.abs(x)
+    # Trunk: elliptical cross-section (thicker centrally), narrowing to the neck above the shoulders.
+    s = np.clip((y - (g.y_apex - 0.1)) * (1 / 0.1), 0, 1)
+    half = 0.09 + (g.tw + 0.08 - 0.09) * s * s * (3 - 2 * s)
+    a = 0.55 * np.sqrt(np.clip(1.0 - (x / half) ** 2, 0.0, 1.0))
+    a += 0.1 * _ramp(0.03 - t, e) * _sel(np.cos(y * (2 * math.pi / 0.045)) > -0.4, 1.0, 0.75)  # spine
+    a -= 0.1 * _ramp(0.011 - t, e) * _ramp(g.y_car - y, e)  # tracheal air column
+    a -= 0.18 * _blob(x, y, 0.12, g.dome_l + 0.045, 0.035, 0.018)  # gastric bubble under the left dome
+    lung, q, wall = _lung(x, y, g, e)
+    # Heart: two half-ellipses, 38% of its width right of midline, the left one lower (apex down-left).
+    width = g.ctr * 2 * g.ti
+    grow = 1 + 0.8 * (g.ctr - 0.45)
+    left = x > 0
+    ax = _sel(left, 0.62 * width, 0.38 * width)
+    hy = _sel(left, g.dome_l - 0.1 + 0.01 * grow, g.dome_r - 0.1)
+    hb = _sel(y < hy, 0.15 * grow, 0.12 * grow)  # taller above: the borders run up into the mediastinum
+    heart = _ramp((1.0 - (x / ax) ** 2 - ((y - hy) / hb) ** 2) * 0.05, e)
+    # Smooth layer at low resolution: vessels and airspace/pleural fluid.
+    lung_l, q_l, _ = _lung(xl, yl, g, el)
+    marks = _upsample(_vessels_low(frame, g, jit, xl.shape) * lung_l, x.shape)
+    opac = _upsample(_opacity_low(xl, yl, q_l, g, pos, seed), x.shape)
+    ptx = np.zeros_like(x)
+    for f in pos:
+        w, side = _weight(f), _side_mask(x, f.laterality)
+        if f.observation == "Pneumothorax":  # lung collapses toward the hilum and base
+            k = {"small": 0.93, "moderate": 0.86, "large": 0.74}.get(f.severity, 0.86)
+            collapsed, _, _ = _lung(x, y, g, e * 0.7, k, (g.sx(f.laterality) * (g.med + 0.03), g.dome_r))
+            side = side * _ramp(t - g.med - 0.04, 0.02)  # apical and lateral, not along the heart
+            ptx = np.maximum(ptx, lung * (1 - collapsed) * side)
+            a += 0.25 * w * 4 * collapsed * (1 - collapsed) * side * lung  # visceral pleural line
+        elif f.observation == "Lung Lesion":
+            frng = _frng(seed, f)
+            cx, cy = _zone_point(frng, g, f.laterality, f.zone, (0.35, 0.7))
+            r = 0.5 * (f.size_cm or 1.5) * g.cm
+            lob = 1 + 0.04 * np.cos(3 * np.arctan2(y - cy, x - cx) + frng.uniform(0, 6))
+            opac = np.maximum(opac, 0.9 * w * _ramp(r * lob - np.hypot(x - cx, y - cy), e * 1.5))
+        elif f.observation == "Pleural Other":  # pleural thickening along the lateral chest wall
+            band = _ramp(0.012 - wall, e) * _zone_mask(q, f.zone or "lower")
+            opac = np.maximum(opac, 0.85 * w * band * side)
+    air = _AIR * (0.75 + 0.25 * _ramp(wall, 0.08)) * (1 + 0.25 * ptx)  # peripheral lung is thinner
+    a -= air * lung * (1 - 0.95 * heart) * (1 - opac)
+    a += 0.13 * marks * (1 - heart) * (1 - opac) * (1 - ptx)
+    a += _ribs(x, y, g, next((f for f in pos if f.observation == "Fracture"), None))
+    # Clavicles (projected higher in AP) and scapulae (over the lungs in AP, lateral in PA).
+    u = t * (1 / g.tw)
+    yc = g.y_apex + (0.015 if g.ap else 0.05) - 0.11 * u + 0.04 * u * u
+    a += 0.15 * np.sqrt(_bump(y, yc, 0.012)) * _ramp(t - 0.025, e) * _ramp(np.minimum(1.05 * g.tw, half - 0.02) - t, e)
+    border = g.ti * ((0.55 if g.ap else 0.98) + 0.45 * (y - g.y_apex) / 0.35)
+    a += 0.07 * _ramp(t - border, 0.01) * _ramp(g.tw + 0.05 - t, 0.02) * _bump(y, g.y_apex + 0.15, 0.2)
+    dev = _draw_devices(frame, g, pos)
+    return a if dev is None else a + 1.2 * dev
+
+
+def _lateral(x, y, xl, yl, frame, g: _Geom, pos, jit, e):
+    """Left lateral view: anterior on the image left, spine on the image right."""
+    s = np.clip((y - (g.y_apex - 0.1)) * (1 / 0.12), 0, 1)
+    half = 0.27 + (0.95 * g.tw - 0.27) * s * s * (3 - 2 * s)
+    a = 0.6 * np.sqrt(np.clip(1.0 - (x / half) ** 2, 0.0, 1.0))
+    a += 0.15 * _ramp(g.y_apex + 0.1 - y, 0.06) * (np.abs(x) < half)  # shoulders over the apices
+    x_sp = 0.25 - 0.06 * (1 - s)  # the cervical spine sits further forward in the neck
+    a += 0.2 * _ramp(0.035 - np.abs(x - x_sp), e) * _sel(np.cos(y * (2 * math.pi / 0.05)) > -0.4, 1.0, 0.7)
+    a += 0.15 * _ramp(0.008 - np.abs(x + 0.27 - 0.1 * (y - 0.25)), e) * _bump(y, g.y_car + 0.06, 0.17)  # sternum
+    # Lungs between sternum and spine: rounded apex, diaphragm sloping down to the posterior sulcus.
+    cx, aw, y_mid = -0.02, 0.24, g.y_apex + 0.22
+    r = np.clip((y_mid - y) * (1 / (y_mid - g.y_apex - 0.01)), 0, 1)
+    across = aw * np.sqrt(np.clip(1.0 - r * r, 0.0, 1.0)) - np.abs(x - cx)
+    xd = (x + 0.06) * (1 / 0.28)
+    y_dia = g.dome_r - 0.02 + _sel(xd > 0, 0.1, 0.04) * xd * xd
+    lung = _ramp(np.minimum(across, y_dia - y), e) * (y > g.y_apex)
+    grow = 1 + 1.2 * (g.ctr - 0.45)
+    hx, hy = -0.12, g.dome_r - 0.08
+    heart = _ramp((1.0 - ((x - hx) * (1 / (0.14 * grow))) ** 2 - ((y - hy) * (1 / (0.12 * grow))) ** 2) * 0.05, e)
+    fluid = np.zeros_like(x)
+    for f in pos:
+        if f.observation == "Pleural Effusion":  # fills the posterior costophrenic sulcus first
+            depth = {"small": 0.03, "moderate": 0.09, "large": 0.18}.get(f.severity, 0.09)
+            fluid = np.maximum(fluid, _weight(f) * _ramp(y - (y_dia - depth - 0.15 * np.clip(x, 0, None)), 0.03))
+    a -= _AIR * lung * (1 - 0.9 * heart) * (1 - fluid)
+    a -= 0.1 * _ramp(0.012 - np.abs(x + 0.06 - 0.15 * y), e) * _ramp(g.y_car - y, e)  # trachea
+    v = _upsample(_vessels_low(frame, replace(g, med=-0.03), jit, xl.shape), x.shape)
+    return a + 0.1 * v * lung * (1 - heart) * (1 - fluid)
+
+
+def render_view(truth: StudyTruth, view: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Return a float32 image in [0, 1], shape (size, width) with width = round(size * aspect),
+    aspect drawn from rng in [0.82, 1.0]; 1.0 = most attenuating (bone/devices bright), as displayed
+    on a MONOCHROME2 screen. view is "PA", "AP" or "LATERAL"."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+    # Nuisance: always the same draws in the same order, whatever the findings or view, so a render
+    # with and without a finding (same seed) differs only by that finding.
+    aspect = rng.uniform(0.82, 1.0)
+    habitus = rng.uniform(0.9, 1.06)
+    rot = rng.uniform(-3.0, 3.0)
+    dx, dy = rng.uniform(-0.02, 0.02, 2)
+    insp = rng.uniform(-0.03, 0.03)
+    gamma = rng.uniform(0.8, 1.25)
+    k = rng.uniform(1.6, 2.2)
+    sigma = rng.uniform(0.008, 0.025)
+    heel = rng.uniform(-0.08, 0.08)
+    jit = rng.uniform(-1.0, 1.0, (2, 7, 15, 2))  # vessel tree branching
+    seed = int(rng.integers(2**32))
+    width = int(round(size * aspect))
+    noise = rng.standard_normal((size, width), dtype=np.float32)
+
+    pos = [f for f in truth.findings if f.certainty in ("positive", "uncertain")]
+    g = _geometry(view, habitus, insp, pos)
+    frame = _Frame(size, width, rot, dx, dy)
+    x, y = frame.grid(1)
+    xl, yl = frame.grid(_LOW)
+    e, el = 1.5 / size, 1.5 * _LOW / size
+    if view == "LATERAL":
+        a = _lateral(x, y, xl, yl, frame, g, pos, jit, e)
+    else:
+        a = _frontal(x, y, xl, yl, frame, g, pos, jit, seed, e, el)
+    img = (1.0 - np.exp(-k * np.maximum(a, 0.0))) * ((1.0 + heel * (y - 0.5)) / (1.0 - math.exp(-k * 1.1)))
+    img = np.clip(img, 0.0, 1.0) ** gamma  # exposure / contrast
+    img += sigma * np.sqrt(img + 0.02) * noise  # quantum noise grows with detected signal
+    return np.clip(img, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def burn_in_text(image: np.ndarray, text: str) -> np.ndarray:
+    """Return a copy with `text` burned into the top-left corner in bright pixels (burned-in annotation trap),
+    using PIL ImageDraw with its default font, scaled sensibly to the image size."""
+    out = np.array(image, dtype=np.float32, copy=True)
+    h, w = out.shape[:2]
+    try:
+        font = ImageFont.load_default(size=max(8, round(0.035 * h)))
+    except (TypeError, ValueError, OSError, ImportError):  # Pillow without FreeType: fixed bitmap font
+        font = ImageFont.load_default()
+    mask = Image.new("L", (w, h), 0)
+    margin = max(2, round(0.02 * h))
+    ImageDraw.Draw(mask).multiline_text((margin, margin), text, fill=255, font=font)
+    m = np.asarray(mask, dtype=np.float32) * (1.0 / 255.0)
+    if out.ndim == 3:
+        m = m[..., None]
+    return np.maximum(out, m * max(float(out.max(initial=0.0)), 0.95))

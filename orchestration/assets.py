@@ -1,0 +1,50 @@
+"""One asset per pipeline stage. Each runs the stage's DVC `cmd` as a Pipes subprocess, so the
+Dagster graph, the DVC graph and the CLI are three doors onto the same functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dagster import AssetExecutionContext, Config, PipesSubprocessClient, asset
+from pydantic import Field
+
+from orchestration.resources import CxrProject
+
+
+class StageConfig(Config):
+    """Launchpad overrides for this run, as `section.key: value` (same as `cxr ... --set`)."""
+
+    overrides: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    asset: str
+    dvc_stage: str
+    deps: tuple[str, ...]
+    group: str
+    description: str
+
+
+STAGES = (
+    Stage("raw_studies", "synth", (), "data",
+          "Synthetic MIMIC-CXR-style archive: DICOMs, reports, truth table and planted traps."),
+    Stage("ingested_studies", "ingest", ("raw_studies",), "data",
+          "Studies table, image shards and quarantine from the configured source (params ingest.*)."),
+)
+
+
+def stage_asset(stage: Stage):
+    @asset(name=stage.asset, deps=list(stage.deps), group_name=stage.group, description=stage.description,
+           kinds={"python"}, tags={"dvc_stage": stage.dvc_stage})
+    def _run(context: AssetExecutionContext, config: StageConfig, pipes: PipesSubprocessClient,
+             project: CxrProject):
+        command = project.command(stage.dvc_stage, config.overrides)
+        context.log.info("running %s", " ".join(command))
+        return pipes.run(command=command, context=context, cwd=str(project.path),
+                         env=project.env()).get_materialize_result()
+
+    return _run
+
+
+stage_assets = [stage_asset(s) for s in STAGES]
