@@ -1,7 +1,6 @@
 """One asset per pipeline stage. Each runs the stage's DVC `cmd` as a Pipes subprocess, so the
 Dagster graph, the DVC graph and the CLI are three doors onto the same functions."""
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 

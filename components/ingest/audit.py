@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -17,13 +18,13 @@ from components.synth.traps import EXPECTED_OUTCOME
 def conservation(ingest_dir: str | Path) -> dict:
     """Recount from the written tables (not from summary.json): in = out + quarantined, per level."""
     d = Path(ingest_dir)
-    summary = pd.read_json(d / "summary.json", typ="series")
+    summary = json.loads((d / "summary.json").read_text())
     studies = pd.read_parquet(d / "studies.parquet", columns=["study_id", "subject_id", "split"])
     images = pd.read_parquet(d / "images.parquet", columns=["image_id"])
     quarantine = pd.read_parquet(d / "quarantine.parquet", columns=["level"])
     result = {}
-    for level, out_rows in (("studies", len(studies)), ("images", len(images))):
-        q = int((quarantine["level"] == level[:-1]).sum())
+    for level, row_level, out_rows in (("studies", "study", len(studies)), ("images", "image", len(images))):
+        q = int((quarantine["level"] == row_level).sum())
         n_in = int(summary[level]["in"])
         result[level] = {"in": n_in, "out": out_rows, "quarantined": q, "ok": n_in == out_rows + q}
     per_subject = studies.groupby("subject_id")["split"].nunique()

@@ -16,6 +16,7 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
@@ -153,7 +154,7 @@ def _transfer(ds, stored_dtype):
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
 
     def linear(x):
-        y = x * slope + intercept
+        y = x.astype(np.float32) * np.float32(slope) + np.float32(intercept)
         if center is None or width is None or width < 1:
             return y
         if width == 1:
@@ -164,10 +165,10 @@ def _transfer(ds, stored_dtype):
 
 
 def _first(value) -> float | None:
+    """The first of a multi-valued window (a modality may offer several); None when absent."""
     if value is None or value == "":
         return None
-    return float(value[0] if isinstance(value, (list, tuple)) or hasattr(value, "__getitem__")
-                 and not isinstance(value, (str, bytes, float, int)) else value)
+    return float(value[0]) if isinstance(value, MultiValue) else float(value)
 
 
 def _decode_bitmap(path: Path, cfg: DecodeConfig, view_hint: str | None) -> Decoded:

@@ -1,0 +1,59 @@
+"""Shared fixtures: one small synthetic archive and its ingest, built once per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Keep tool state out of the user's home, as the CLI does.
+os.environ.setdefault("DAGSTER_HOME", str(Path(__file__).resolve().parent.parent / ".cxr" / "dagster-test"))
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+# `dvc` and the `cxr` commands in dvc.yaml come from the interpreter's own environment.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+# Small enough for seconds, large enough that every trap kind is planted.
+SMALL = {
+    "synth": {"n_studies": 48, "seed": 3, "image_size": 160, "workers": 1},
+    "ingest": {"resolution": 64, "workers": 1, "shard_size": 16},
+}
+
+
+def small_params_tree(root: Path) -> dict:
+    tree = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in SMALL.items():
+        tree[section].update(values)
+    tree["synth"].update(out=str(root / "raw"), metrics=str(root / "metrics" / "synth.json"))
+    tree["ingest"].update(input=str(root / "raw"), out=str(root / "ingested"),
+                          metrics=str(root / "metrics" / "ingest.json"))
+    return tree
+
+
+@pytest.fixture(scope="session")
+def small_params(tmp_path_factory):
+    from components.params import Params
+
+    root = tmp_path_factory.mktemp("small")
+    return Params.model_validate(small_params_tree(root))
+
+
+@pytest.fixture(scope="session")
+def synth_dir(small_params) -> Path:
+    from components.synth.generate import generate
+
+    generate(small_params.synth, progress=False)
+    return Path(small_params.synth.out)
+
+
+@pytest.fixture(scope="session")
+def ingest_dir(small_params, synth_dir) -> Path:
+    from components.ingest.run import ingest
+
+    ingest(small_params.ingest, progress=False)
+    return Path(small_params.ingest.out)

@@ -1,0 +1,88 @@
+"""params.yaml, its typed model, --params / --set, and the CLI's behaviour on good and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from components.cli import app
+from components.params import Params, apply_override, load_params
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+def test_params_yaml_matches_the_typed_model():
+    tree = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = Params.model_validate(tree)  # extra="forbid": a stray key in params.yaml fails here
+    assert params.model_dump(mode="json")["ingest"] == {**tree["ingest"], "percentiles": tree["ingest"]["percentiles"]}
+    assert params.synth.traps.report_phi == tree["synth"]["traps"]["report_phi"]
+
+
+def test_set_overrides_are_typed_and_nested(tmp_path):
+    p = load_params(REPO / "params.yaml", ["synth.n_studies=7", "synth.traps.report_phi=0.5",
+                                           "ingest.percentiles=[1, 99]", "ingest.frontal_only=false"])
+    assert p.synth.n_studies == 7 and p.synth.traps.report_phi == 0.5
+    assert p.ingest.percentiles == (1, 99) and p.ingest.frontal_only is False
+    other = tmp_path / "other.yaml"
+    other.write_text("ingest:\n  resolution: 32\n")
+    assert load_params(other).ingest.resolution == 32
+    assert load_params(other).synth.n_studies == Params().synth.n_studies  # unspecified = defaults
+
+
+@pytest.mark.parametrize("override, message", [
+    ("synth.n_studes=3", "Extra inputs"),
+    ("synth.n_studies=-1", "greater than or equal"),
+    ("ingest.source=dropbox", "unknown source"),
+    ("ingest.split={train: 0.5, val: 0.1, test: 0.1}", "summing to 1"),
+    ("synth.styles={poetry: 1}", "unknown report styles"),
+    ("ingest.percentiles=[90, 10]", "percentiles"),
+])
+def test_bad_params_are_rejected_with_a_reason(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_params(REPO / "params.yaml", [override])
+
+
+def test_malformed_set_is_rejected():
+    with pytest.raises(ValueError, match="section.key=value"):
+        apply_override({}, "synth.n_studies")
+    with pytest.raises(ValueError, match="section.key"):
+        apply_override({}, "n_studies=3")
+
+
+def test_cli_help_lists_stages():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "synth" in result.output and "ingest" in result.output
+
+
+def test_cli_synth_then_ingest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: defaults, outputs under ./data
+    result = runner.invoke(app, ["synth", "--n-studies", "24", "--seed", "5", "--out", "raw",
+                                 "--set", "synth.image_size=96", "--set", "synth.workers=1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n_studies"] == 24 and (tmp_path / "raw" / "truth.parquet").exists()
+    assert json.loads((tmp_path / "data/metrics/synth.json").read_text())["n_studies"] == 24
+    result = runner.invoke(app, ["ingest", "--source", "synth", "--input", "raw", "--out", "ing",
+                                 "--workers", "1", "--set", "ingest.resolution=32"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["conservation_ok"] and summary["traps"]["all_accounted"]
+    assert (tmp_path / "ing" / "preview.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ingest", "--input", "nowhere"], "does not exist"),
+    (["ingest", "--source", "openi", "--input", "."], "Open-I"),
+    (["synth", "--set", "synth.n_studes=3"], "invalid params: synth.n_studes"),
+    (["synth", "--params", "missing.yaml"], "params file not found"),
+    (["synth", "--n-studies", "3"], "cannot hold"),
+])
+def test_cli_bad_input_fails_with_one_clear_line(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output

@@ -1,0 +1,147 @@
+"""The three doors agree: DVC stages, Dagster assets and the CLI run the same stages on real data."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO, small_params_tree
+
+
+def _project(root: Path) -> Path:
+    """A project checkout in `root` with small params writing inside it (relative paths, like the repo)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    tree = small_params_tree(Path("data"))
+    tree["synth"].update(out="data/raw/synth", metrics="data/metrics/synth.json", n_studies=24)
+    tree["ingest"].update(input="data/raw/synth", out="data/ingested", metrics="data/metrics/ingest.json")
+    (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    return root
+
+
+def _resolve(text: str, params: dict) -> str:
+    """DVC's ${section.key} templating, enough for our dvc.yaml."""
+    def value(match):
+        node = params
+        for key in match.group(1).split("."):
+            node = node[key]
+        return str(node)
+    return re.sub(r"\$\{([^}]+)\}", value, text)
+
+
+def _dvc_graph(root: Path) -> dict[str, set[str]]:
+    """Stage -> upstream stages, from which stage's outs each stage's deps fall under."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    outs = {name: [_resolve(next(iter(o)) if isinstance(o, dict) else o, params) for o in s.get("outs", [])]
+            for name, s in stages.items()}
+    graph = {}
+    for name, stage in stages.items():
+        deps = [_resolve(d, params) for d in stage.get("deps", [])]
+        graph[name] = {other for other, paths in outs.items() if other != name
+                       for p in paths for d in deps if d == p or d.startswith(p.rstrip("/") + "/")}
+    return graph
+
+
+def test_dagster_asset_graph_matches_dvc_stage_graph():
+    from orchestration.definitions import defs
+
+    asset_graph = defs.resolve_asset_graph()
+    stage_of = {}
+    for key in asset_graph.get_all_asset_keys():
+        stage_of[key] = asset_graph.get(key).tags["dvc_stage"]
+    dagster_edges = {stage_of[k]: {stage_of[p] for p in asset_graph.get(k).parent_keys} for k in stage_of}
+    assert dagster_edges == _dvc_graph(REPO)
+    assert set(dagster_edges) == set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.mark.timeout(600)
+def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
+    root = _project(tmp_path / "project")
+    _run(["git", "init", "-q"], root)
+    _run(["dvc", "init", "-q"], root)
+    _run(["dvc", "config", "core.analytics", "false"], root)
+    _run(["dvc", "repro"], root)
+
+    summary = json.loads((root / "data/ingested/summary.json").read_text())
+    assert summary["studies"]["in"] == 24 and summary["conservation_ok"]
+    assert summary["traps"]["all_accounted"]
+    metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], root).stdout)
+    assert metrics, "dvc metrics show returned nothing"
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"synth", "ingest"}
+    assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64
+
+    assert "didn't change" in _run(["dvc", "repro"], root).stdout  # nothing to do
+    _run(["dvc", "repro", "--dry", "--force"], root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["ingest"]["resolution"] = 32
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run(["dvc", "status"], root).stdout
+    assert "ingest" in status and "synth" not in status  # only the changed stage is stale
+    _run(["dvc", "repro"], root)
+    index = pd.read_parquet(root / "data/ingested/images.parquet")
+    import numpy as np
+
+    shard = np.load(root / "data/ingested/images" / index["shard"].iloc[0], mmap_mode="r")
+    assert shard.shape[1:] == (32, 32)
+
+
+@pytest.mark.timeout(600)
+def test_dagster_materializes_assets_with_metadata_and_checks(tmp_path):
+    from dagster import PipesSubprocessClient, materialize
+
+    from orchestration.assets import stage_assets
+    from orchestration.checks import checks
+    from orchestration.resources import CxrProject
+
+    root = _project(tmp_path / "project")
+    result = materialize(
+        [*stage_assets, *checks],
+        resources={"pipes": PipesSubprocessClient(), "project": CxrProject(root=str(root))},
+        run_config={"ops": {"raw_studies": {"config": {"overrides": {"synth.n_studies": "30"}}}}},
+    )
+    assert result.success
+    metadata = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
+                for e in result.get_asset_materialization_events()}
+    assert metadata["raw_studies"]["studies"].value == 30  # the launchpad override reached the CLI
+    ingested = metadata["ingested_studies"]
+    assert ingested["studies_in"].value == 30
+    assert ingested["studies_in"].value == ingested["studies_out"].value + ingested["studies_quarantined"].value
+    assert "| reason |" in ingested["quarantine_reasons"].value
+    assert ingested["preview"].value.startswith("![ingested images](data:image/png;base64,")
+    assert len(ingested["params_hash"].value) == 12 and ingested["code_version"].value
+    checks_run = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks_run == {"ingest_conservation": True, "ingest_traps_accounted": True}
+
+
+@pytest.mark.timeout(600)
+def test_blocking_conservation_check_fails_on_tampered_output(tmp_path):
+    """The check recounts the written tables: drop a quarantine row and it must fail."""
+    from dagster import PipesSubprocessClient, materialize
+
+    from orchestration.assets import stage_assets
+    from orchestration.checks import ingest_conservation
+    from orchestration.resources import CxrProject
+
+    root = _project(tmp_path / "project")
+    resources = {"pipes": PipesSubprocessClient(), "project": CxrProject(root=str(root))}
+    assert materialize(stage_assets, resources=resources).success
+    quarantine = root / "data/ingested/quarantine.parquet"
+    pd.read_parquet(quarantine).iloc[1:].to_parquet(quarantine)
+    assert ingest_conservation(project=resources["project"]).passed is False
