@@ -18,7 +18,7 @@ from PIL import Image
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 
 from components.ingest.records import FRONTAL_VIEWS
 
@@ -101,18 +101,28 @@ def _decode_dicom(path: Path, cfg: DecodeConfig, view_hint: str | None, subject_
     if "PixelData" not in ds:
         raise DecodeError("dicom_no_pixels", path.name)
     syntax = ds.file_meta.TransferSyntaxUID
+    if not _has_decoder(syntax):
+        raise DecodeError("dicom_codec_unavailable", f"{path.name}: no decoder for transfer syntax "
+                          f"{syntax.name if syntax.is_transfer_syntax else str(syntax)}")
     try:
         stored = _stored_pixels(ds, syntax)
-    except (NotImplementedError, RuntimeError) as e:
-        if syntax.is_compressed:
-            raise DecodeError("dicom_codec_unavailable", f"{path.name}: {syntax.name}") from None
-        raise DecodeError("dicom_unreadable", f"{path.name}: {type(e).__name__}") from None
-    except ValueError as e:
-        raise DecodeError("dicom_truncated" if "length" in str(e) else "dicom_unreadable",
-                          f"{path.name}: {type(e).__name__}") from None
+    except (NotImplementedError, RuntimeError, ValueError) as e:
+        truncated = isinstance(e, ValueError) and "length" in str(e)
+        raise DecodeError("dicom_truncated" if truncated else "dicom_unreadable",
+                          f"{path.name}: pixel data could not be decoded ({type(e).__name__})") from None
     invert = ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1"
     pixels = _display(stored, cfg, _transfer(ds, stored.dtype), invert, ds.get("BitsStored"))
     return Decoded(pixels, view, _digest(pixels), header)
+
+
+def _has_decoder(syntax) -> bool:
+    """Native encodings always decode; a compressed one needs an installed plugin (pylibjpeg, ...)."""
+    if syntax.is_transfer_syntax and not syntax.is_compressed:
+        return True
+    try:
+        return get_decoder(syntax).is_available
+    except (NotImplementedError, ValueError):  # a syntax pydicom does not know at all
+        return False
 
 
 def _looks_truncated(path: Path, error: Exception) -> bool:
@@ -191,9 +201,9 @@ def _display(stored: np.ndarray, cfg: DecodeConfig, transfer, invert: bool, bits
     Shrinking first (an area average, which also averages out quantum noise) means the per-pixel
     work at full resolution is one pass; the window and stretch then run on the small image.
     """
+    if bits is not None and bits < 16 and stored.dtype == np.uint16 and stored.max() >= (1 << bits):
+        stored = stored & np.uint16((1 << bits) - 1)  # junk in the unused high bits (overlays, garbage)
     small = _shrink(stored, cfg.resolution)
-    if bits is not None and bits < 16 and small.max() >= (1 << bits):  # junk in the unused high bits
-        small = _shrink(stored & np.uint16((1 << bits) - 1), cfg.resolution)
     values = np.asarray(transfer(small), dtype=np.float32)
     lo, hi = _percentiles(values[::2, ::2] if min(values.shape) >= 64 else values, cfg.percentiles)
     pixels = _stretch(values, lo, hi, invert)

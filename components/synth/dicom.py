@@ -83,7 +83,8 @@ def encode(image: np.ndarray, ids: DicomIds, rng: np.random.Generator, *, monoch
     ds.RescaleSlope, ds.RescaleIntercept = f"{slope:g}", f"{intercept:g}"
     ds.RescaleType = "US"
     # Window in modality units over the body (not the full detector range), as a modality would set it.
-    w_lo, w_hi = (lo + 0.05 * (hi - lo)) * slope + intercept, (hi - 0.02 * (hi - lo)) * slope + intercept
+    f_lo, f_hi = (0.02, 0.95) if monochrome1 else (0.05, 0.98)  # mirrored: MONOCHROME1 stores bright low
+    w_lo, w_hi = (lo + f_lo * (hi - lo)) * slope + intercept, (lo + f_hi * (hi - lo)) * slope + intercept
     ds.WindowCenter, ds.WindowWidth = f"{(w_lo + w_hi) / 2:.1f}", f"{w_hi - w_lo:.1f}"
     ds.PixelData = stored.tobytes()
     return ds

@@ -78,7 +78,7 @@ class _Geom:
 
     @staticmethod
     def sx(side: str | None) -> float:
-        return -1.0 if side == "left" else 1.0  # patient right is displayed on the image left
+        return 1.0 if side == "left" else -1.0  # patient right is displayed on the image left
 
     def q_to_y(self, q):
         return self.y_apex + q * (self.y_cp - self.y_apex)
@@ -131,20 +131,13 @@ class _Frame:
 
 def _up2(a: np.ndarray, shape) -> np.ndarray:
     """Bilinear x2 upsampling of a (channels, h, w) stack, pixel centres aligned, cropped to shape."""
-    def axis(v, ax):  # new samples sit a quarter step either side of each old one
-        n = v.shape[ax]
-        lo, hi = [slice(None)] * 3, [slice(None)] * 3
-        lo[ax], hi[ax] = slice(0, n - 1), slice(1, n)
-        quarter = 0.25 * (v[tuple(hi)] - v[tuple(lo)])
-        out = np.empty(v.shape[:ax] + (2 * n,) + v.shape[ax + 1:], np.float32)
-        idx = [slice(None)] * 3
-        for sl, val in ((slice(0, 1), v[(slice(None),) * ax + (slice(0, 1),)]),
-                        (slice(1, 2 * n - 2, 2), v[tuple(lo)] + quarter), (slice(2, 2 * n - 1, 2), v[tuple(hi)] - quarter),
-                        (slice(2 * n - 1, 2 * n), v[(slice(None),) * ax + (slice(n - 1, n),)])):
-            idx[ax] = sl
-            out[tuple(idx)] = val
+    def rows(v):  # new samples sit a quarter step either side of each old one
+        quarter = 0.25 * (v[:, 1:] - v[:, :-1])
+        out = np.empty((v.shape[0], 2 * v.shape[1], v.shape[2]), np.float32)
+        out[:, 0], out[:, -1] = v[:, 0], v[:, -1]
+        out[:, 1:-1:2], out[:, 2:-1:2] = v[:, :-1] + quarter, v[:, 1:] - quarter
         return out
-    return axis(axis(a, 2), 1)[:, : shape[0], : shape[1]]  # columns first: the interleave is cheaper small
+    return rows(rows(a.transpose(0, 2, 1)).transpose(0, 2, 1))[:, : shape[0], : shape[1]]
 
 
 def _lung(x, y, g: _Geom, scale: float = 1.0, anchor=(0.0, 0.0)):
@@ -360,7 +353,8 @@ def _frontal(frame: _Frame, g: _Geom, pos, jit, seed, shape):
     # Clavicles (projected higher in AP) and scapulae (over the lungs in AP, lateral to them in PA).
     u = t * (1 / g.tw)
     yc = g.y_apex + (0.015 if g.ap else 0.05) - 0.11 * u + 0.04 * u * u
-    base += 0.15 * np.sqrt(_bump(y, yc, 0.012)) * _ramp(t - 0.025, e) * _ramp(np.minimum(1.05 * g.tw, half - 0.02) - t, e)
+    reach = np.minimum(1.05 * g.tw, half - 0.02)  # clavicles end at the shoulders
+    base += 0.15 * np.sqrt(_bump(y, yc, 0.012)) * _ramp(t - 0.025, e) * _ramp(reach - t, e)
     border = g.ti * ((0.55 if g.ap else 0.98) + 0.45 * (y - g.y_apex) / 0.35)
     base += 0.07 * _ramp(t - border, 0.01) * _ramp(g.tw + 0.05 - t, 0.02) * _bump(y, g.y_apex + 0.15, 0.2)
     inside, q, wall = _lung(x, y, g)
@@ -415,8 +409,8 @@ def _lateral(frame: _Frame, g: _Geom, pos, jit, shape):
     e = 1.5 * _LOW / frame.h
     s = np.clip((y - (g.y_apex - 0.1)) * (1 / 0.12), 0, 1)
     half = 0.27 + (0.95 * g.tw - 0.27) * s * s * (3 - 2 * s)
-    base = 0.6 * np.sqrt(np.clip(1.0 - (x / half) ** 2, 0.0, 1.0))
-    base += 0.15 * _ramp(g.y_apex + 0.1 - y, 0.06) * (np.abs(x) < half)  # shoulders over the apices
+    body = np.sqrt(np.clip(1.0 - (x / half) ** 2, 0.0, 1.0))
+    base = body * (0.6 + 0.2 * _ramp(g.y_apex + 0.08 - y, 0.16))  # shoulders and arms over the apices
     x_sp = 0.25 - 0.06 * (1 - s)  # the cervical spine sits further forward in the neck
     base += 0.2 * _ramp(0.035 - np.abs(x - x_sp), e) * _sel(np.cos(y * (2 * math.pi / 0.05)) > -0.4, 1.0, 0.7)
     base += 0.15 * _ramp(0.008 - np.abs(x + 0.27 - 0.1 * (y - 0.25)), e) * _bump(y, g.y_car + 0.06, 0.17)  # sternum
@@ -424,7 +418,8 @@ def _lateral(frame: _Frame, g: _Geom, pos, jit, shape):
     # Lungs between sternum and spine: rounded apex, diaphragm sloping down to the posterior sulcus.
     cx, aw, y_mid = -0.02, 0.24, g.y_apex + 0.22
     r = np.clip((y_mid - y) * (1 / (y_mid - g.y_apex - 0.01)), 0, 1)
-    across = aw * np.sqrt(np.clip(1.0 - r * r, 0.0, 1.0)) - np.abs(x - cx)
+    bow = 0.03 * ((y - g.y_car - 0.05) * (1 / 0.3)) ** 2  # anterior and posterior borders bow inward
+    across = aw * np.sqrt(np.clip(1.0 - r * r, 0.0, 1.0)) - bow - np.abs(x - cx - 0.04 * (y - 0.45))
     xd = (x + 0.06) * (1 / 0.28)
     y_dia = g.dome_r - 0.02 + _sel(xd > 0, 0.1, 0.04) * xd * xd
     inside = np.minimum(np.minimum(across, y_dia - y), y - g.y_apex)
