@@ -18,7 +18,7 @@ from components.ingest.decode import DecodeConfig, decode
 from components.params import SynthParams
 from components.synth import dicom
 from components.synth.generate import generate
-from components.synth.phantom import render_view
+from components.synth.phantom import burn_in_text, render_view
 from components.synth.traps import TRAPS
 from components.synth.truth import Finding, StudyTruth
 
@@ -258,17 +258,29 @@ def test_header_and_burned_in_traps(synth_dir):
 
 
 def test_burned_in_text_is_visible(synth_dir):
-    """The annotation is in the pixels: the top-left corner, dark air on a clean film, holds bright text."""
+    """The annotation is in the pixels: a line of sharp-edged text across the top of the frontal film,
+    where a clean film has only smooth anatomy."""
     truth = _truth(synth_dir)
     cfg = DecodeConfig(resolution=160, frontal_only=False)
 
-    def corner_bright(dicom_id):
-        px = decode(_image_path(synth_dir, dicom_id), cfg).pixels
-        return (px[:20, 10:80] > 200).mean()
+    def top_edges(dicom_id):
+        px = decode(_image_path(synth_dir, dicom_id), cfg).pixels.astype(int)
+        return np.abs(np.diff(px[:16], axis=1)).mean()
 
-    burned = [corner_bright(r.dicom_ids[0]) for r in _rows(truth, "burned_in_annotation")]
-    clean = [corner_bright(r.dicom_ids[0]) for r in truth[truth.trap.isna()].head(8).itertuples()]
-    assert min(burned) > 0.05 and min(burned) > 3 * max(clean)
+    burned = [top_edges(r.dicom_ids[0]) for r in _rows(truth, "burned_in_annotation")]
+    clean = [top_edges(r.dicom_ids[0]) for r in truth[truth.trap.isna()].itertuples()]
+    assert min(burned) > 2 * max(clean)
+
+
+def test_burn_in_text_touches_only_the_top_left():
+    image = render_view(_effusion_truth(None), "PA", 320, np.random.default_rng(3))
+    burned = burn_in_text(image, "HOLLOWAY, JANE  MRN 4829103")
+    assert burned.shape == image.shape and burned.dtype == np.float32
+    changed = burned != image
+    assert changed.any() and (burned >= image).all()
+    rows, cols = np.nonzero(changed)
+    assert rows.max() < 0.15 * image.shape[0] and cols.min() < 0.1 * image.shape[1]
+    assert burned[changed].max() >= image.max()  # the text is as bright as the brightest anatomy
 
 
 # ---------------------------------------------------------------- DICOM encoding
