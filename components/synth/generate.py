@@ -29,7 +29,8 @@ from components.parallel import ordered_map
 from components.params import SynthParams
 from components.synth import dicom, traps
 from components.synth.phantom import burn_in_text, render_view
-from components.synth.report import plant_report_phi, render_report
+from components.synth.phi import plant_report_phi
+from components.synth.report import render_report
 from components.synth.truth import StudyTruth, sample_truth, subjects_for
 
 PROCEDURE = {"PA": "CHEST (PA AND LAT)", "AP": "CHEST (PORTABLE AP)"}

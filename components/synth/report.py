@@ -21,7 +21,6 @@ STYLES: tuple[str, ...] = ("full", "impression_only", "abbreviated", "terse_norm
 # Normal-summary phrases: only studies without pathology (truth.is_normal) carry them.
 NORMAL_IMPRESSIONS = ("No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality.",
                       "No acute intrathoracic process.", "No acute intrathoracic abnormality.")
-PHI_KINDS = ("person_name", "date", "time", "mrn", "phone", "email", "street_address")
 
 # Sentence order in a findings section: devices, lungs, pleura, heart/mediastinum, bones.
 _GROUP = {"Support Devices": 0, "Lung Opacity": 1, "Lung Lesion": 1, "Edema": 1, "Consolidation": 1,
@@ -60,7 +59,7 @@ _REASONS = ("shortness of breath", "fever", "cough", "chest pain", "s/p fall", "
 _REASONS_ABBR = ("SOB", "fever", "cough", "chest pain", "s/p fall", "hypoxia")
 
 
-def _pick(rng: np.random.Generator, options):
+def pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
 
@@ -83,7 +82,7 @@ def _ordinal(n: int) -> str:
 def _side(lat: str | None, abbr: bool, rng: np.random.Generator) -> str:
     if not lat or not abbr:
         return lat or ""
-    return {"left": "L", "right": "R"}.get(lat) or _pick(rng, ("b/l", "B/L"))
+    return {"left": "L", "right": "R"}.get(lat) or pick(rng, ("b/l", "B/L"))
 
 
 def _location(f: Finding, abbr: bool, rng: np.random.Generator) -> str:
@@ -156,15 +155,15 @@ def _finding_sentence(f: Finding, rng: np.random.Generator, mode: str) -> str:
     np_, number = _noun_phrase(f, abbr, rng)
     if f.observation == "Fracture" and f.change in ("unchanged", "increased", "decreased"):
         old = np_.replace("acute ", "")
-        return _pick(rng, {"unchanged": (f"Unchanged {old}.", f"Stable {old}."),
+        return pick(rng, {"unchanged": (f"Unchanged {old}.", f"Stable {old}."),
                            "increased": (f"Interval increase in displacement of the {old}.",),
                            "decreased": (f"Improving, healing {old}.",)}[f.change])
     if f.certainty == "uncertain":
         np2 = _join(_CHANGE_ADJ.get(f.change or ""), np_)
         a = _article(np2, number)
         if abbr:
-            return _pick(rng, (f"Possible {np2}.", f"Likely {np2}.", f"Questionable {np2}.", f"Cannot exclude {np2}."))
-        return _pick(rng, (f"Possible {np2}.", f"Cannot exclude {a}{np2}.", f"Likely {np2}.",
+            return pick(rng, (f"Possible {np2}.", f"Likely {np2}.", f"Questionable {np2}.", f"Cannot exclude {np2}."))
+        return pick(rng, (f"Possible {np2}.", f"Cannot exclude {a}{np2}.", f"Likely {np2}.",
                            f"Findings may represent {a}{np2}.", f"Findings suggestive of {a}{np2}.",
                            f"Questionable {np2}.", f"Findings concerning for {a}{np2}."))
     be = "are" if number == "pl" else "is"
@@ -188,7 +187,7 @@ def _finding_sentence(f: Finding, rng: np.random.Generator, mode: str) -> str:
         options = [f"{_cap(np_)}."]
         if abbr and f.observation == "Pleural Effusion" and f.laterality in ("left", "right") and rng.random() < 0.3:
             options = [f"{_cap(np_)} w/ blunting of {f.laterality[0].upper()} CP angle."]
-    return _cap(_pick(rng, options))
+    return _cap(pick(rng, options))
 
 
 _DEVICE_ABBR = {"endotracheal tube": "ETT", "nasogastric tube": "NGT", "right PICC": "R PICC",
@@ -222,7 +221,7 @@ def _device_sentence(f: Finding, rng: np.random.Generator, abbr: bool) -> str:
         if abbr:
             return f"{_cap(name)} {verb}, now {where}".rstrip() + "."
         return f"{_cap(name)} has been {verb}, now {_join('terminating' if number else 'with', pos)}".rstrip() + "."
-    prefix = {"new": "New", "unchanged": _pick(rng, ("Unchanged", "Stable"))}.get(f.change or "")
+    prefix = {"new": "New", "unchanged": pick(rng, ("Unchanged", "Stable"))}.get(f.change or "")
     if f.change in ("increased", "decreased"):
         prefix = "Stable"  # a pacemaker does not advance
     if prefix:
@@ -230,8 +229,8 @@ def _device_sentence(f: Finding, rng: np.random.Generator, abbr: bool) -> str:
     if abbr or not pos:
         return f"{_cap(name)} {where}".rstrip() + "."
     if number:
-        return _pick(rng, (f"{_cap(name)} terminates {pos}.", f"{_cap(name)} is in place, terminating {pos}."))
-    return _pick(rng, (f"{_cap(name)} with {pos}.", f"{_cap(name)} is in place with {pos}."))
+        return pick(rng, (f"{_cap(name)} terminates {pos}.", f"{_cap(name)} is in place, terminating {pos}."))
+    return pick(rng, (f"{_cap(name)} with {pos}.", f"{_cap(name)} is in place with {pos}."))
 
 
 def _or_list(words: list[str], rng: np.random.Generator) -> str:
@@ -248,12 +247,12 @@ def _negative_sentences(truth: StudyTruth, rng: np.random.Generator, mode: str) 
     nouns = {"abbr": _NEG_NOUN_ABBR, "terse": _NEG_NOUN_TERSE}.get(mode, _NEG_NOUN)
     listed = [o for o in negs if o in nouns]
     if len(listed) >= 2 and (mode in ("abbr", "terse") or rng.random() < 0.5):
-        lead = "No" if mode != "full" else _pick(rng, ("No", "There is no"))
+        lead = "No" if mode != "full" else pick(rng, ("No", "There is no"))
         out.append((2, f"{lead} {_or_list([nouns[o] for o in listed], rng)}."))
         negs = [o for o in negs if o not in listed]
     heart = {"Cardiomegaly", "Enlarged Cardiomediastinum"} <= set(negs)
     if heart and (mode == "terse" or rng.random() < 0.5):
-        out.append((3, _pick(rng, ("Heart size and mediastinal contours are normal.",
+        out.append((3, pick(rng, ("Heart size and mediastinal contours are normal.",
                                    "Normal heart size and mediastinal contours."))))
         negs = [o for o in negs if o not in ("Cardiomegaly", "Enlarged Cardiomediastinum")]
     cardiomegaly = any(f.observation == "Cardiomegaly" for f in truth.findings)
@@ -266,7 +265,7 @@ def _negative_sentences(truth: StudyTruth, rng: np.random.Generator, mode: str) 
             options = _NEG_SENTENCES[obs]
             if obs == "Enlarged Cardiomediastinum" and cardiomegaly:
                 options = options[:2]  # "cardiomediastinal silhouette is normal" would contradict cardiomegaly
-            sentence = _pick(rng, options)
+            sentence = pick(rng, options)
         out.append((_GROUP[obs], sentence))
     return out
 
@@ -276,14 +275,14 @@ def _body(truth: StudyTruth, rng: np.random.Generator, mode: str) -> list[str]:
     items = [(_GROUP.get(f.observation, 1), _finding_sentence(f, rng, mode)) for f in truth.findings]
     items += _negative_sentences(truth, rng, mode)
     if truth.is_normal and mode == "full" and (not items or rng.random() < 0.6):
-        items.append((1, _pick(rng, ("The lungs are clear.", "Lungs are clear."))))
+        items.append((1, pick(rng, ("The lungs are clear.", "Lungs are clear."))))
     return [s for _, s in sorted(items, key=lambda item: item[0])]
 
 
 def _impression(truth: StudyTruth, rng: np.random.Generator) -> list[str]:
     """Impression items: a normal summary or the pathologies (hedged as in the findings), then devices."""
     if truth.is_normal:
-        items = [_pick(rng, NORMAL_IMPRESSIONS)]
+        items = [pick(rng, NORMAL_IMPRESSIONS)]
         if truth.comparison and rng.random() < 0.5:
             items[0] = items[0][:-1] + "; no significant interval change."
     else:
@@ -298,8 +297,8 @@ def _age(rng: np.random.Generator, deid: str | None, abbr: bool) -> str:
     age = {"mimic": "___", "openi": "XXXX"}.get(deid or "", str(int(rng.integers(21, 90))))
     if abbr:
         return f"{age} y/o {'MF'[sex]}" if deid or rng.random() < 0.5 else f"{age}{'MF'[sex]}"
-    noun = _pick(rng, (("man", "woman"), ("male", "female")))[sex]
-    return f"{age}{_pick(rng, (' year old', '-year-old'))} {noun}"
+    noun = pick(rng, (("man", "woman"), ("male", "female")))[sex]
+    return f"{age}{pick(rng, (' year old', '-year-old'))} {noun}"
 
 
 def _history(truth: StudyTruth, rng: np.random.Generator, deid: str | None, abbr: bool) -> str:
@@ -310,15 +309,15 @@ def _history(truth: StudyTruth, rng: np.random.Generator, deid: str | None, abbr
         reasons.append("s/p line placement")  # a device mention is only fine when the truth has a device
     if "tube" in devices:
         reasons.append("s/p tube placement")
-    reason = _pick(rng, reasons)
+    reason = pick(rng, reasons)
     joiner = "" if reason.startswith("s/p") else "w/" if abbr else "with"
     return _join(_age(rng, deid, abbr), joiner, reason)
 
 
 def _comparison(truth: StudyTruth, rng: np.random.Generator, deid: str | None) -> str:
     if not truth.comparison:
-        return _pick(rng, ("None.", "None available."))
-    return _pick(rng, {"mimic": ("___.", "Chest radiograph from ___.", "Prior study of ___."),
+        return pick(rng, ("None.", "None available."))
+    return pick(rng, {"mimic": ("___.", "Chest radiograph from ___.", "Prior study of ___."),
                        "openi": ("XXXX.", "XXXX PA and lateral chest radiographs.")}.get(
         deid or "", ("Prior chest radiograph.", "Chest radiograph from the prior day.",
                      "Radiograph of one week earlier.")))
@@ -338,16 +337,16 @@ def _render_full(truth: StudyTruth, rng: np.random.Generator, deid: str | None) 
     title = rng.random() < 0.2 and deid == "openi"  # Open-I reports use Title-case headers
     def section(name: str, content: str) -> str:
         name = name.title() if title else name
-        return f"{name}:{_pick(rng, ('  ', chr(10)))}{content}"
+        return f"{name}:{pick(rng, ('  ', chr(10)))}{content}"
     exam, technique = _views(truth)
-    header = _pick(rng, ("FINAL REPORT", " " * 33 + "FINAL REPORT", ""))  # MIMIC flush, centred, or none
+    header = pick(rng, ("FINAL REPORT", " " * 33 + "FINAL REPORT", ""))  # MIMIC flush, centred, or none
     exam_line = f"EXAMINATION:  {exam}" if rng.random() < 0.6 else ""
     parts = [header, exam_line,
-             section(_pick(rng, ("INDICATION", "HISTORY")), f"{_history(truth, rng, deid, False)}."),
+             section(pick(rng, ("INDICATION", "HISTORY")), f"{_history(truth, rng, deid, False)}."),
              section("TECHNIQUE", technique), section("COMPARISON", _comparison(truth, rng, deid)),
              section("FINDINGS", " ".join(_body(truth, rng, "full"))),
              section("IMPRESSION", " ".join(_impression(truth, rng)))]
-    return _pick(rng, ("\n\n", "\n \n")).join(p for p in parts if p) + "\n"
+    return pick(rng, ("\n\n", "\n \n")).join(p for p in parts if p) + "\n"
 
 
 def _preamble(truth: StudyTruth, rng: np.random.Generator, deid: str | None) -> list[str]:
@@ -361,12 +360,12 @@ def _preamble(truth: StudyTruth, rng: np.random.Generator, deid: str | None) -> 
 
 
 def _render_impression_only(truth, rng, deid) -> str:
-    items = [_pick(rng, NORMAL_IMPRESSIONS)] if truth.is_normal else []
+    items = [pick(rng, NORMAL_IMPRESSIONS)] if truth.is_normal else []
     items += [_finding_sentence(f, rng, "short") for f in truth.findings]
     items += [s for _, s in _negative_sentences(truth, rng, "short")]
     body = " ".join(items)
     if rng.random() < 0.7:
-        body = f"IMPRESSION:{_pick(rng, ('  ', chr(10)))}{body}"
+        body = f"IMPRESSION:{pick(rng, ('  ', chr(10)))}{body}"
     return "\n".join(_preamble(truth, rng, deid) + [body]) + "\n"
 
 
@@ -386,16 +385,16 @@ def _render_abbreviated(truth, rng, deid) -> str:
         lines.append("Comp: " + {"mimic": "___.", "openi": "XXXX."}.get(deid or "", "prior."))
     sentences = _body(truth, rng, "abbr")
     if truth.is_normal:
-        sentences.append(_pick(rng, NORMAL_IMPRESSIONS))
-    lines.append(_pick(rng, (" ", "\n")).join(sentences))
+        sentences.append(pick(rng, NORMAL_IMPRESSIONS))
+    lines.append(pick(rng, (" ", "\n")).join(sentences))
     return "\n".join(lines) + "\n"
 
 
 def _render_terse_normal(truth, rng, deid) -> str:
-    normal = _pick(rng, NORMAL_IMPRESSIONS)
+    normal = pick(rng, NORMAL_IMPRESSIONS)
     negatives = [s for _, s in sorted(_negative_sentences(truth, rng, "terse"), key=lambda i: i[0])]
     views = _views(truth)[1].replace("Single ", "").replace("Portable AP view", "AP view")
-    sentences = _pick(rng, ([normal] + negatives, [normal, "Lungs are clear."] + negatives,
+    sentences = pick(rng, ([normal] + negatives, [normal, "Lungs are clear."] + negatives,
                             [views] + negatives + ["Lungs clear.", normal]))
     return "\n".join(_preamble(truth, rng, deid) + [" ".join(sentences)]) + "\n"
 
@@ -412,7 +411,7 @@ def _add_typos(text: str, rng: np.random.Generator) -> str:
     chosen = sorted(rng.choice(len(spots), size=min(len(spots), 1 + int(rng.integers(3))), replace=False))
     for i in reversed(chosen):
         m = spots[int(i)]
-        typo = _pick(rng, _TYPOS[m.group().lower()])
+        typo = pick(rng, _TYPOS[m.group().lower()])
         word = m.group()
         typo = typo.upper() if word.isupper() and len(word) > 1 else _cap(typo) if word[0].isupper() else typo
         text = text[:m.start()] + typo + text[m.end():]
@@ -437,7 +436,7 @@ def render_report(truth: StudyTruth, rng: np.random.Generator, noise: SynthNoise
     if truth.style not in STYLES:
         raise ValueError(f"unknown report style {truth.style!r}; known: {list(STYLES)}")
     style = "full" if truth.style == "terse_normal" and truth.findings else truth.style
-    deid = _pick(rng, ("mimic", "openi")) if rng.random() < noise.deid_token_rate else None
+    deid = pick(rng, ("mimic", "openi")) if rng.random() < noise.deid_token_rate else None
     text = _RENDERERS[style](truth, rng, deid)
     # Draw both noise decisions unconditionally so rates do not shift the rng stream of later draws.
     typo, wrap = rng.random() < noise.typo_rate, rng.random() < noise.wrap_rate
@@ -446,86 +445,3 @@ def render_report(truth: StudyTruth, rng: np.random.Generator, noise: SynthNoise
     if wrap:
         text = _hard_wrap(text, rng)
     return text
-
-
-_FIRST = ("Jane", "Michael", "Maria", "David", "Susan", "Robert", "Linda", "James", "Priya", "Carlos", "Aisha",
-          "Thomas", "Emily", "Kenji")
-_LAST = ("Holloway", "Martinez", "Chen", "Okafor", "Nguyen", "Schmidt", "Patel", "Kowalski", "Brennan",
-         "Johansson", "Whitaker", "Delgado", "Fitzgerald", "Moreau")
-_STREETS = ("Maple Street", "Beacon Street", "Oak Avenue", "Harrison Avenue", "Elm Road", "Cedar Lane",
-            "Longwood Drive", "Pleasant Street")
-_DOMAINS = ("bidmc.org", "partners.org", "stmarys-hospital.org", "mgh.harvard.edu", "gmail.com")
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December")
-_HISTORY_LINE = re.compile(r"(?im)^[ \t]*(INDICATION|HISTORY|Hx|Indication|History):")
-
-
-def _phi_values(rng: np.random.Generator) -> dict[str, str]:
-    y, m, d = int(rng.integers(2008, 2024)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
-    hh, mm = int(rng.integers(0, 24)), int(rng.integers(0, 60))
-    area, line = int(rng.integers(201, 990)), int(rng.integers(100, 10000))
-    first, last = _pick(rng, _FIRST), _pick(rng, _LAST)
-    return {
-        "name": _pick(rng, (f"{first} {last}", last)),
-        "date": _pick(rng, (f"{m:02d}/{d:02d}/{y}", f"{m}/{d}/{y % 100:02d}", f"{y}-{m:02d}-{d:02d}",
-                            f"{_MONTHS[m - 1]} {d}, {y}")),
-        "time": _pick(rng, (f"{hh:02d}:{mm:02d}", f"{(hh % 12) or 12}:{mm:02d} {'AM' if hh < 12 else 'PM'}")),
-        "mrn": str(int(rng.integers(1_000_000, 99_999_999))),
-        "phone": _pick(rng, (f"{area}-555-{line:04d}", f"({area}) 555-{line:04d}", f"{area}.555.{line:04d}")),
-        "email": f"{_pick(rng, _FIRST)[0].lower()}{_pick(rng, _LAST).lower()}@{_pick(rng, _DOMAINS)}",
-        "address": f"{int(rng.integers(2, 1000))} {_pick(rng, _STREETS)}",
-    }
-
-
-def plant_report_phi(text: str, rng: np.random.Generator) -> tuple[str, list[dict]]:
-    """Insert realistic PHI into a report (a trap for the de-identification stage). Returns the new text
-    and one dict per planted item: {"kind": ..., "value": exact substring inserted}. Kinds:
-    person_name (with titles such as Dr., and without), date, time, mrn, phone, email, street_address.
-    Plant 2-4 items, always at least one, in natural places (e.g. "Findings discussed with Dr. Jane Holloway
-    by telephone at 10:15 on 03/14/2021", "MRN: 4829103", "Call 617-555-0143", an e-mail in a notification
-    line, a street address in the history).
-
-    A person_name value is the name only ("Jane Holloway"), never its title ("Dr.") or suffix ("RN")."""
-    n = int(rng.integers(2, 5))
-    kinds = [PHI_KINDS[int(i)] for i in sorted(rng.choice(len(PHI_KINDS), size=n, replace=False))]
-    v = _phi_values(rng)
-    items: list[dict] = []
-    top: list[str] = []  # lines above the report (MRN, exam date) and below it (notifications, contacts)
-    bottom: list[str] = []
-
-    def add(kind: str, key: str) -> str:
-        items.append({"kind": kind, "value": v[key]})
-        return v[key]
-
-    if "person_name" in kinds:
-        name = add("person_name", "name")
-        titled = " " not in name or rng.random() < 0.6  # a bare surname always carries its title
-        who = f"Dr. {name}" if titled else _pick(rng, (f"{name}, RN,", name))
-        line = f"Findings discussed with {who} by telephone"
-        if "time" in kinds:
-            line += f" at {add('time', 'time')}"
-        if "date" in kinds:
-            line += f" on {add('date', 'date')}"
-        bottom.append(line + ".")
-    else:
-        if "date" in kinds and "time" in kinds:
-            top.append(f"Study performed on {add('date', 'date')} at {add('time', 'time')}.")
-        elif "date" in kinds:
-            top.append(_pick(rng, ("Exam date: {}.", "DATE OF SERVICE: {}")).format(add("date", "date")))
-        elif "time" in kinds:
-            bottom.append(f"Preliminary read given at {add('time', 'time')}.")
-    if "mrn" in kinds:
-        top.insert(0, _pick(rng, ("MRN: {}", "MR#: {}", "Medical record number: {}")).format(add("mrn", "mrn")))
-    if "phone" in kinds:
-        bottom.append(_pick(rng, ("Call {} with questions.", "Please page {} for questions.",
-                                  "Reading room: {}.")).format(add("phone", "phone")))
-    if "email" in kinds:
-        bottom.append(_pick(rng, ("Notification sent to {}.", "Report e-mailed to {}.")).format(
-            add("email", "email")))
-    lines = text.rstrip("\n").split("\n")
-    if "street_address" in kinds:
-        address = f"SOCIAL HISTORY:  Lives at {add('street_address', 'address')}."
-        at = next((i for i, line in enumerate(lines) if _HISTORY_LINE.match(line)), 0)
-        indent = re.match(r"[ \t]*", lines[at]).group()
-        lines.insert(at, indent + address)  # a line of its own, so a wrapped history sentence stays intact
-    return "\n".join(top + lines + ([""] + bottom if bottom else [])) + "\n", items
