@@ -108,6 +108,30 @@ def ingest(
         raise typer.Exit(1)
 
 
+@app.command()
+def clean(
+    input: Annotated[Optional[Path], typer.Option("--input", help="ingest output folder")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="processes")] = None,
+    params: ParamsFile = None,
+    set_: Sets = None,
+):
+    """Clean, de-identify, label and validate reports: reports.parquet, quarantine, GX results."""
+    with user_errors():
+        p = load(params, set_, **{"clean.input": str(input) if input else None,
+                                  "clean.out": str(out) if out else None, "clean.workers": workers})
+        from components.reports.clean import clean as run_clean
+
+        summary = run_clean(p.clean)
+    from components.stage_metadata import report_clean
+
+    report_clean(p, summary)
+    _print(summary)
+    if not summary["conservation_ok"]:
+        typer.echo("error: conservation failed: rows in != rows out + quarantined", err=True)
+        raise typer.Exit(1)
+
+
 @app.callback()
 def _main() -> None:
     project_environment()

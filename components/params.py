@@ -96,9 +96,37 @@ class IngestParams(_Section):
         return self
 
 
+class QualityParams(_Section):
+    """Bounds the Great Expectations suite holds the cleaned table to."""
+
+    min_chars: int = Field(10, ge=0)
+    max_chars: int = Field(20000, ge=1)
+    min_section_coverage: float = Field(0.9, ge=0, le=1)
+    split_bounds: dict[str, tuple[float, float]] = Field(default_factory=lambda: {
+        "train": (0.6, 0.95), "val": (0.02, 0.25), "test": (0.02, 0.25)})
+    max_duplicate_text_rate: float = Field(0.2, ge=0, le=1)
+
+
+class CleanParams(_Section):
+    input: str = "data/ingested"
+    out: str = "data/clean"
+    metrics: str = "data/metrics/clean.json"
+    workers: int = Field(1, ge=1)
+    # Text PHI: quarantine the study, redact it in place, or trust upstream de-identification (the
+    # blocking PHI check still verifies the output either way).
+    phi_policy: str = Field("quarantine", pattern="^(quarantine|redact|off)$")
+    # DICOMs that ingest kept with identifying header values (ingest.dicom_phi=flag): quarantine the
+    # study, or keep it and record which attributes must be stripped before release.
+    dicom_phi: str = Field("quarantine", pattern="^(quarantine|record)$")
+    expand_abbreviations: bool = False  # label and store the text with unambiguous abbreviations expanded
+    max_report_chars: int = Field(20000, ge=100)  # longer input is not a report (a pasted log, a 10 MB blob)
+    quality: QualityParams = QualityParams()
+
+
 class Params(_Section):
     synth: SynthParams = SynthParams()
     ingest: IngestParams = IngestParams()
+    clean: CleanParams = CleanParams()
 
     def digest(self, section: str) -> str:
         """Short hash of one section, recorded next to outputs for traceability."""

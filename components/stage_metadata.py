@@ -53,3 +53,25 @@ def report_ingest(params, summary: dict) -> None:
     if "traps" in summary:
         meta["traps_all_accounted"] = summary["traps"]["all_accounted"]
     report_materialization(meta)
+
+
+def report_clean(params, summary: dict) -> None:
+    if not under_dagster():
+        return
+    import pandas as pd
+
+    out = Path(params.clean.out)
+    prevalence = [{"observation": o, **v} for o, v in summary["label_prevalence"].items()]
+    reasons = [{"reason": r, "count": n} for r, n in summary["studies"]["by_reason"].items()]
+    styles = [{"style": k, "reports": v} for k, v in summary["styles"].items()]
+    examples = pd.read_parquet(out / "reports.parquet", columns=["text"])["text"].head(3)
+    shown = "\n\n".join(f"```\n{t[:400]}\n```" for t in examples)  # already de-identified text
+    report_materialization({
+        "studies_in": summary["studies"]["in"], "studies_out": summary["studies"]["out"],
+        "studies_quarantined": summary["studies"]["quarantined"],
+        "quarantine_reasons": md(md_table(reasons)), "styles": md(md_table(styles)),
+        "label_prevalence": md(md_table(prevalence)), "examples": md(shown),
+        "phi_rate": summary["phi"]["rate"], "gx_success": summary["quality"]["success"],
+        "data_docs": {"raw_value": str((out / "gx" / "data_docs" / "index.html").resolve()), "type": "path"},
+        "reports_per_second": summary["reports_per_second"], **_provenance(params, "clean"),
+    })

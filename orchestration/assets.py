@@ -30,6 +30,8 @@ STAGES = (
           "Synthetic MIMIC-CXR-style archive: DICOMs, reports, truth table and planted traps."),
     Stage("ingested_studies", "ingest", ("raw_studies",), "data",
           "Studies table, image shards and quarantine from the configured source (params ingest.*)."),
+    Stage("clean_reports", "clean", ("ingested_studies",), "reports",
+          "Normalised, sectioned, de-identified reports with CheXpert labels, validated by Great Expectations."),
 )
 
 

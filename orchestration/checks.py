@@ -33,4 +33,39 @@ def ingest_traps_accounted(project: CxrProject) -> AssetCheckResult:
                                           traps["clean_studies_quarantined"])})
 
 
-checks = [ingest_conservation, ingest_traps_accounted]
+@asset_check(asset="clean_reports", blocking=True,
+             description="Great Expectations suite over the cleaned table (ids, text bounds, sections, labels, "
+                         "splits, PHI flags, duplicates).")
+def clean_quality_suite(project: CxrProject) -> AssetCheckResult:
+    from components.reports.verify import quality
+
+    out = project.path / project.params().clean.out
+    result = quality(out)
+    return AssetCheckResult(passed=bool(result["success"]), metadata={
+        "failed_expectations": MetadataValue.json(result["failed"]),
+        "evaluated": result["evaluated"],
+        "data_docs": MetadataValue.path(str(out / "gx" / "data_docs" / "index.html"))})
+
+
+@asset_check(asset="clean_reports", blocking=True,
+             description="The PHI detector finds nothing in any stored report text.")
+def clean_phi_free(project: CxrProject) -> AssetCheckResult:
+    from components.reports.verify import phi_free
+
+    result = phi_free(project.path / project.params().clean.out)
+    return AssetCheckResult(passed=result["passed"], metadata={
+        "reports_with_phi": result["reports_with_phi"], "kinds": MetadataValue.json(result["kinds"]),
+        "dicom_must_strip": result["dicom_must_strip"]})
+
+
+@asset_check(asset="clean_reports", blocking=True,
+             description="Studies ingested = reports written + studies quarantined by the clean stage.")
+def clean_conservation(project: CxrProject) -> AssetCheckResult:
+    from components.reports.verify import conservation
+
+    params = project.params()
+    result = conservation(project.path / params.clean.out, project.path / params.clean.input)
+    return AssetCheckResult(passed=result["ok"], metadata={k: v for k, v in result.items() if k != "ok"})
+
+
+checks = [ingest_conservation, ingest_traps_accounted, clean_quality_suite, clean_phi_free, clean_conservation]

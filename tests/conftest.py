@@ -22,16 +22,27 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 SMALL = {
     "synth": {"n_studies": 48, "seed": 3, "image_size": 160, "workers": 1},
     "ingest": {"resolution": 64, "workers": 1, "shard_size": 16},
+    # a few dozen patients cannot hold 80/10/10 proportions tightly
+    "clean": {"quality": {"split_bounds": {"train": [0.3, 1.0], "val": [0.0, 0.4], "test": [0.0, 0.4]}}},
 }
+
+
+def _merge(dst: dict, src: dict) -> None:
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _merge(dst[key], value)
+        else:
+            dst[key] = value
 
 
 def small_params_tree(root: Path) -> dict:
     tree = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in SMALL.items():
-        tree[section].update(values)
+    _merge(tree, SMALL)
     tree["synth"].update(out=str(root / "raw"), metrics=str(root / "metrics" / "synth.json"))
     tree["ingest"].update(input=str(root / "raw"), out=str(root / "ingested"),
                           metrics=str(root / "metrics" / "ingest.json"))
+    tree["clean"].update(input=str(root / "ingested"), out=str(root / "clean"),
+                         metrics=str(root / "metrics" / "clean.json"))
     return tree
 
 
@@ -57,3 +68,11 @@ def ingest_dir(small_params, synth_dir) -> Path:
 
     ingest(small_params.ingest, progress=False)
     return Path(small_params.ingest.out)
+
+
+@pytest.fixture(scope="session")
+def clean_dir(small_params, ingest_dir) -> Path:
+    from components.reports.clean import clean
+
+    clean(small_params.clean, progress=False)
+    return Path(small_params.clean.out)

@@ -145,3 +145,38 @@ def test_blocking_conservation_check_fails_on_tampered_output(tmp_path):
     quarantine = root / "data/ingested/quarantine.parquet"
     pd.read_parquet(quarantine).iloc[1:].to_parquet(quarantine)
     assert ingest_conservation(project=resources["project"]).passed is False
+
+
+@pytest.mark.timeout(600)
+def test_failing_blocking_check_stops_downstream_assets(tmp_path):
+    """A real run: when the GX or PHI check on clean_reports fails, a downstream asset does not run."""
+    from dagster import PipesSubprocessClient, asset, materialize
+
+    from orchestration.assets import stage_assets
+    from orchestration.checks import clean_conservation, clean_phi_free, clean_quality_suite
+    from orchestration.resources import CxrProject
+
+    root = _project(tmp_path / "project")
+    resources = {"pipes": PipesSubprocessClient(), "project": CxrProject(root=str(root))}
+    upstream = [a for a in stage_assets if a.key.to_user_string() in ("raw_studies", "ingested_studies")]
+    clean_asset = next(a for a in stage_assets if a.key.to_user_string() == "clean_reports")
+    assert materialize(upstream, resources=resources).success
+    ran = []
+
+    @asset(deps=["clean_reports"])
+    def downstream():
+        ran.append(True)
+
+    def run(overrides: dict) -> dict:
+        ran.clear()
+        result = materialize([clean_asset, clean_quality_suite, clean_phi_free, clean_conservation, downstream],
+                             resources=resources, raise_on_error=False,
+                             run_config={"ops": {"clean_reports": {"config": {"overrides": overrides}}}})
+        return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+    checks = run({"clean.quality.max_chars": "30"})  # every real report is longer: GX fails
+    assert checks["clean_quality_suite"] is False and checks["clean_phi_free"] is True and not ran
+    checks = run({"clean.phi_policy": "off"})  # planted PHI reaches the output: PHI gate fails
+    assert checks["clean_phi_free"] is False and not ran
+    checks = run({})
+    assert all(checks.values()) and ran == [True]

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from PIL import Image
 
 from components.ingest.shards import load_image
+from components.quarantine import recount
 from components.synth.traps import EXPECTED_OUTCOME
 
 
@@ -20,13 +22,9 @@ def conservation(ingest_dir: str | Path) -> dict:
     d = Path(ingest_dir)
     summary = json.loads((d / "summary.json").read_text())
     studies = pd.read_parquet(d / "studies.parquet", columns=["study_id", "subject_id", "split"])
-    images = pd.read_parquet(d / "images.parquet", columns=["image_id"])
-    quarantine = pd.read_parquet(d / "quarantine.parquet", columns=["level"])
-    result = {}
-    for level, row_level, out_rows in (("studies", "study", len(studies)), ("images", "image", len(images))):
-        q = int((quarantine["level"] == row_level).sum())
-        n_in = int(summary[level]["in"])
-        result[level] = {"in": n_in, "out": out_rows, "quarantined": q, "ok": n_in == out_rows + q}
+    n_images = pq.ParquetFile(d / "images.parquet").metadata.num_rows
+    result = {"studies": recount(summary["studies"]["in"], len(studies), d / "quarantine.parquet", "study"),
+              "images": recount(summary["images"]["in"], n_images, d / "quarantine.parquet", "image")}
     per_subject = studies.groupby("subject_id")["split"].nunique()
     result["subjects_in_two_splits"] = int((per_subject > 1).sum())
     result["ok"] = all(result[k]["ok"] for k in ("studies", "images")) and not result["subjects_in_two_splits"]

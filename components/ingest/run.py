@@ -32,6 +32,8 @@ from components.ingest.shards import ShardWriter
 from components.ingest.split import SPLITS, assign_splits
 from components.io import atomic_dir, write_bytes_atomic, write_json, write_table
 from components.parallel import ordered_map
+from components.quarantine import SCHEMA as QUARANTINE
+from components.quarantine import Quarantine
 from components.params import IngestParams
 
 STUDIES_SCHEMA = pa.schema([
@@ -44,10 +46,6 @@ STUDIES_SCHEMA = pa.schema([
 IMAGES_SCHEMA = pa.schema([
     ("image_id", pa.string()), ("study_id", pa.string()), ("subject_id", pa.string()), ("split", pa.string()),
     ("view", pa.string()), ("shard", pa.string()), ("index", pa.int32()), ("pixel_hash", pa.string()),
-])
-QUARANTINE_SCHEMA = pa.schema([
-    ("level", pa.string()), ("record_id", pa.string()), ("study_id", pa.string()), ("stage", pa.string()),
-    ("reason", pa.string()), ("detail", pa.string()),
 ])
 
 
@@ -62,13 +60,7 @@ def _decode_task(task: tuple, cfg: DecodeConfig):
         return DecodeError("image_unreadable", f"{Path(path).name}: {type(e).__name__}")
 
 
-class _Quarantine(list):
-    def add(self, level: str, record_id: str, study_id: str, reason: str, detail: str = "") -> None:
-        self.append({"level": level, "record_id": record_id, "study_id": study_id, "stage": "ingest",
-                     "reason": reason, "detail": detail})
-
-
-def _screen(studies: list[RawStudy], quarantine: _Quarantine) -> list[RawStudy]:
+def _screen(studies: list[RawStudy], quarantine: Quarantine) -> list[RawStudy]:
     """Study-level checks that need no pixels."""
     seen: set[str] = set()
     usable = []
@@ -102,7 +94,7 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
     if not studies:
         raise ValueError(f"no studies found under {input_path} for source {source!r}")
     t_read = time.perf_counter()
-    quarantine = _Quarantine()
+    quarantine = Quarantine("ingest")
     usable = _screen(studies, quarantine)
     dcfg = DecodeConfig(cfg.resolution, tuple(cfg.percentiles), cfg.frontal_only)
     tasks = [(img.path, img.view, s.subject_id) for s in usable for img in s.images]
@@ -139,7 +131,7 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
             row["split"] = splits[row["study_id"]]
         write_table(tmp / "studies.parquet", study_rows, STUDIES_SCHEMA)
         write_table(tmp / "images.parquet", image_rows, IMAGES_SCHEMA)
-        write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE_SCHEMA)
+        write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE)
         if image_rows:
             write_bytes_atomic(tmp / "preview.png", preview_grid(tmp, image_rows[:16]))
         summary = _summary(studies, study_rows, image_rows, quarantine, flagged, splits)
@@ -155,7 +147,7 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
     return summary
 
 
-def _keep_images(s: RawStudy, decoded: list, dicom_phi: str, quarantine: _Quarantine,
+def _keep_images(s: RawStudy, decoded: list, dicom_phi: str, quarantine: Quarantine,
                  flagged: Counter) -> list:
     """Images of the study that can be used; the study is quarantined when none can."""
     kept, failure = [], None
@@ -188,7 +180,7 @@ def _header_problem(header: dict) -> str | None:
     return None
 
 
-def _drop_study(s: RawStudy, kept: list, reason: str, detail: str, quarantine: _Quarantine) -> None:
+def _drop_study(s: RawStudy, kept: list, reason: str, detail: str, quarantine: Quarantine) -> None:
     quarantine.add("study", s.study_id, s.study_id, reason, detail)
     for img, _ in kept:
         quarantine.add("image", img.image_id, s.study_id, "study_quarantined", reason)
@@ -208,13 +200,9 @@ def _study_row(s: RawStudy, kept: list, source: str) -> dict:
 
 
 def _summary(studies, study_rows, image_rows, quarantine, flagged, splits) -> dict:
-    def level(name):
-        rows = [q for q in quarantine if q["level"] == name]
-        return len(rows), dict(sorted(Counter(q["reason"] for q in rows).items()))
-
     n_img_in = sum(len(s.images) for s in studies)
-    sq, s_reasons = level("study")
-    iq, i_reasons = level("image")
+    sq, s_reasons = quarantine.counts("study")
+    iq, i_reasons = quarantine.counts("image")
     return {
         "studies": {"in": len(studies), "out": len(study_rows), "quarantined": sq, "by_reason": s_reasons},
         "images": {"in": n_img_in, "out": len(image_rows), "quarantined": iq, "by_reason": i_reasons},

@@ -1,0 +1,177 @@
+"""Rule-based PHI detection in radiology report text, for the de-identification gate.
+
+Compiled regexes, one per pattern family, each tagged with a PHI kind. Candidates are pooled, those
+touching a de-identification placeholder ("___", "XXXX", "[DEID]", "[** ... **]") are dropped (the
+text is already scrubbed there), and overlaps are resolved longest-first. Names are found only where
+the context says "person": a title or credential suffix, or a trigger phrase ("discussed with",
+"paged", "per") followed by capitalized words that are not clinical vocabulary (data/clinical_terms.txt).
+The name lists in data/names.json only strengthen title-less cases; they are never required.
+
+Values are never logged or returned: callers get (kind, start, end) spans into their own text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
+
+KINDS = ("person_name", "date", "time", "phone", "fax", "email", "mrn", "accession", "age_over_89",
+         "street_address", "url")
+
+
+@dataclass(frozen=True)
+class PhiSpan:
+    kind: str
+    start: int
+    end: int
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> dict:
+    lex = json.loads((DATA / "names.json").read_text())
+    words = (DATA / "clinical_terms.txt").read_text().split("\n")
+    lex["clinical"] = {w.lower() for line in words if not line.startswith("#") for w in line.split()}
+    return lex
+
+
+def _alt(words) -> str:
+    # Longest first so "discussed with" is tried before "d/w"-like prefixes of one another.
+    return "|".join(sorted(words, key=len, reverse=True))
+
+
+# A name word: Jane, O'Brien, McDonald, Smith-Jones. Upper-case names (JANE) only after a title.
+_TOK = r"(?:[A-Z](?:'[A-Z])?[a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?)"
+_CAPS_TOK = r"(?:[A-Z][A-Za-z'-]+)"
+_NAME = rf"{_TOK}(?:\s+[A-Z]\.)?(?:[ \t]+{_TOK}){{0,2}}"
+_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+          r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_YEAR = r"(?:19|20)\d\d"
+_PHONE = r"(?:\(\d{3}\)[ \t]?|\b\d{3}[-. \t])\d{3}[-.]\d{4}\b(?:[ \t]*(?:x|ext\.?|extension)[ \t]*\d{2,6}\b)?"
+_AGE = r"(?:9\d|1[01]\d)"  # 90-119: HIPAA Safe Harbor makes ages over 89 identifying
+_STATES = ("AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM "
+           "NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY").split()
+_STREET = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|"
+           r"Terrace|Ter|Parkway|Pkwy|Circle|Cir|Highway|Hwy|Square|Sq|Plaza|Row)")
+# "on the 14th" is a date, "on the 6th rib" is anatomy.
+_NOT_ANATOMY = (r"(?!\s+(?:\w+\s+)?(?:ribs?|intercostal|vertebra|vertebrae|vertebral|thoracic|lumbar|cervical|"
+                r"level|space|costal|digit|finger|toe|percentile|day|week|postoperative|hospital|anterior|"
+                r"posterior|lateral|left|right)\b)")
+
+# (kind, pattern); the span is group "v" when the pattern has one, else the whole match.
+_RULES: list[tuple[str, str]] = [
+    ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+    ("url", r"\b(?:https?://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:]"),
+    ("url", r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|io|us)\b(?:/[^\s<>\"')\]]*[^\s<>\"')\].,;:])?"),
+    ("fax", rf"(?i:\bfax)(?:\s*(?:#|no\.?|number))?\s*:?\s*(?P<v>{_PHONE})"),
+    ("phone", _PHONE),
+    ("phone", r"\b\d{3}-\d{4}\b(?!-)"),  # local number without area code
+    ("phone", r"(?i:\b(?:x|ext\.?|extension))[ \t]?\d{4,5}\b"),
+    ("phone", r"(?i:\b(?:pager|beeper|pgr|bpr|page[d]?(?:\s+at)?))\s*(?:#|no\.?|number)?\s*:?\s*(?P<v>\d{4,6})\b"),
+    ("date", rf"\b(?:0?[1-9]|1[0-2])(?P<s>[/-]){_DAY}(?P=s)(?:{_YEAR}|\d\d)\b"),
+    ("date", rf"\b{_YEAR}[-/.](?:0?[1-9]|1[0-2])[-/.]{_DAY}\b"),
+    ("date", rf"\b{_MONTH}\.?[ \t]+{_DAY}(?:st|nd|rd|th)?\b(?:,?[ \t]+{_YEAR}\b)?(?![ \t]*(?:mm|cm)\b)"),
+    ("date", rf"\b{_DAY}(?:st|nd|rd|th)?[ \t]+(?:of[ \t]+)?{_MONTH}\b\.?(?:,?[ \t]+{_YEAR}\b)?"),
+    ("date", rf"\b{_MONTH}\.?,?[ \t]+{_YEAR}\b"),
+    ("date", rf"(?i:\bon the )(?P<v>{_DAY}(?:st|nd|rd|th))\b{_NOT_ANATOMY}"),
+    ("time", r"\b(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:[ \t]?(?i:[ap]\.m\.|[ap]m\b))?"),
+    ("time", r"\b(?:[01]\d|2[0-3])[0-5]\d[ \t]?(?i:hours|hrs|hr|h)\b"),
+    ("time", r"\b(?:1[0-2]|0?[1-9])[ \t]?(?i:[ap]\.m\.|[ap]m\b)"),
+    ("mrn", r"(?i:\b(?:MRN|MR[ \t]?#|MR[ \t]?(?:no\.?|number)|medical[ \t]+record(?:[ \t]+(?:number|no\.?|#))?|"
+            r"unit[ \t]+(?:no\.?|number)|patient[ \t]+id|pt[ \t]+id))[ \t]*[:#]?[ \t]*(?P<v>[A-Z]{0,3}\d[\d-]{3,}\b)"),
+    ("accession", r"(?i:\b(?:accession|acc)(?:[ \t]*(?:#|no\.?|number|num))?)[ \t]*[:#]?[ \t]*"
+                  r"(?P<v>[A-Za-z]{0,3}\d{4,}[A-Za-z\d-]*)\b"),
+    ("mrn", r"\b\d{7,}\b"),
+    ("accession", r"\b[A-Z]{1,3}\d{6,}\b"),
+    ("age_over_89", rf"\b(?P<v>{_AGE})(?=[ \t-]*(?:years?|yrs?)[ \t-]*old\b|[ \t]*(?:yo|y/o|y\.o\.|yrs?|years?)\b|[MF]\b)"),
+    ("age_over_89", rf"(?i:\b(?:age|aged))[ \t:]*(?P<v>{_AGE})\b"),
+    ("street_address", rf"\b\d{{1,5}}[ \t]+(?:[A-Z][a-z]+[ \t]+){{1,3}}{_STREET}\b\.?"
+                       rf"(?:,?[ \t]+(?:Apt|Suite|Unit|#)\.?[ \t]*\w+)?"
+                       rf"(?:,[ \t]*[A-Z][a-z]+(?:[ \t][A-Z][a-z]+)*)?(?:,?[ \t]+(?:{'|'.join(_STATES)}))?"
+                       rf"(?:[ \t]+\d{{5}}(?:-\d{{4}})?)?\b"),
+    ("street_address", rf"\b(?:{'|'.join(_STATES)})[ \t]+\d{{5}}(?:-\d{{4}})?\b"),
+    ("street_address", r"(?i:\bP\.?\s?O\.?\s+Box)\s+\d+\b"),
+]
+
+
+@lru_cache(maxsize=1)
+def _compiled():
+    lex = lexicon()
+    rules = [(kind, re.compile(p)) for kind, p in _RULES]
+    # Names: after a title, before a credential, after a trigger phrase, or a lexicon first name.
+    triggers = _alt(re.escape(t).replace("\\ ", r"[ \t]+") for t in lex["triggers"])
+    titles = rf"\b(?:{_alt(lex['titles'])})\b\.?[ \t]+"
+    names = [
+        ("title", re.compile(rf"{titles}(?P<v>{_NAME}|{_CAPS_TOK}(?:[ \t]+{_CAPS_TOK}){{0,2}})")),
+        ("suffix", re.compile(rf"(?P<v>{_NAME}),?[ \t]+(?:{_alt(lex['suffixes'])})(?![A-Za-z])")),
+        ("trigger", re.compile(rf"(?i:\b(?:{triggers}))"
+                               rf"[ \t:]+(?P<v>{_NAME})")),
+        ("first", re.compile(rf"\b(?:{_alt(lex['first'])})(?:[ \t]+[A-Z]\.)?[ \t]+{_TOK}\b")),
+    ]
+    placeholder = re.compile(r"_{2,}|\bX{2,}\b|\[DEID\]|\[\*\*.*?\*\*\]", re.S)
+    return rules, names, placeholder
+
+
+@lru_cache(maxsize=1)
+def _lead_stop() -> frozenset[str]:
+    lex = lexicon()
+    return frozenset(lex["clinical"] | {w.lower() for t in lex["triggers"] for w in t.split()}
+                     | {"discussed", "called", "paged", "notified", "contacted", "per", "with", "by"})
+
+
+def _name_ok(value: str, how: str) -> bool:
+    """Reject capitalized runs made of clinical vocabulary; a lone word after a trigger must be a known name."""
+    lex = lexicon()
+    words = re.split(r"[\s-]+", value.replace(".", " ").strip())
+    if any(w.lower() in lex["clinical"] for w in words):
+        return False
+    if how == "trigger" and len(words) == 1:
+        return words[0] in lex["last"] or words[0] in lex["first"]
+    return not all(re.fullmatch(r"X+", w) for w in words)
+
+
+def _candidates(text: str):
+    rules, names, _ = _compiled()
+    for order, (kind, rx) in enumerate(rules):
+        for m in rx.finditer(text):
+            g = "v" if "v" in rx.groupindex else 0
+            yield kind, m.start(g), m.end(g), order
+    for how, rx in names:
+        for m in rx.finditer(text):
+            g = "v" if "v" in rx.groupindex else 0
+            start, end = m.start(g), m.end(g)
+            if how == "suffix":  # drop a sentence word swallowed in front: "Called Jane Holloway, RN"
+                while (w := re.match(r"([A-Za-z']+)[ \t]+", text[start:end])) and w[1].lower() in _lead_stop():
+                    start += w.end()
+            if _name_ok(text[start:end], how):
+                yield "person_name", start, end, len(rules)
+
+
+def detect_phi(text: str) -> list[PhiSpan]:
+    """PHI spans in `text`: sorted by start, non-overlapping, the longest candidate winning a clash."""
+    _, _, placeholder = _compiled()
+    masked = [(m.start(), m.end()) for m in placeholder.finditer(text)]
+    cands = sorted(((k, s, e, o) for k, s, e, o in _candidates(text)
+                    if e > s and not any(s < pe and ps < e for ps, pe in masked)),
+                   key=lambda c: (-(c[2] - c[1]), c[3], c[1]))
+    taken: list[PhiSpan] = []
+    for kind, s, e, _ in cands:
+        if all(e <= t.start or s >= t.end for t in taken):
+            taken.append(PhiSpan(kind, s, e))
+    return sorted(taken, key=lambda p: p.start)
+
+
+def redact(text: str, spans: list[PhiSpan], token: str = "[DEID]") -> str:
+    """Replace exactly each span with `token`; the rest of the text is untouched."""
+    out, pos = [], 0
+    for span in sorted(spans, key=lambda p: p.start):
+        if span.start < pos:
+            raise ValueError("PHI spans overlap")
+        out += [text[pos:span.start], token]
+        pos = span.end
+    return "".join(out + [text[pos:]])

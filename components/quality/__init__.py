@@ -1,0 +1,8 @@
+"""Data-quality gates (Great Expectations suites) for pipeline tables.
+
+Importing this package is cheap: great_expectations is imported only when a suite runs.
+"""
+
+from components.quality.suites import SUITE_NAME, QualityConfig, validate_reports
+
+__all__ = ["SUITE_NAME", "QualityConfig", "validate_reports"]

@@ -1,0 +1,1 @@
+"""Radiology report text: sections, normalisation, abbreviations, style features and labels."""
