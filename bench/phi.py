@@ -78,7 +78,10 @@ def score_planted(text: str, items: list[dict], spans: list[PhiSpan]) -> list[tu
 
 def evaluate(clean, planted, clean_spans, planted_spans) -> dict:
     per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # planted, found, kind right
+    extra = 0  # spans in planted reports that touch no planted value
     for (text, items), spans in zip(planted, planted_spans):
+        values = [m.span() for it in items for m in re.finditer(re.escape(it["value"]), text)]
+        extra += sum(not any(sp.start < e and sp.end > s for s, e in values) for sp in spans)
         for kind, ok, got in score_planted(text, items, spans):
             per_kind[kind][0] += 1
             per_kind[kind][1] += ok
@@ -94,6 +97,7 @@ def evaluate(clean, planted, clean_spans, planted_spans) -> dict:
         "fp_report_rate": round(len(fired) / len(clean), 4),
         "fp_spans_per_1000": round(1000 * sum(fp_kinds.values()) / len(clean), 2),
         "fp_kinds": dict(fp_kinds),
+        "extra_spans_per_1000_planted": round(1000 * extra / len(planted), 2),
     }
 
 

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Yaml12BoolLoader(yaml.SafeLoader):
+    """YAML with only true/false as booleans: `phi_policy: off` must stay the string "off"."""
+
+
+_Yaml12BoolLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12BoolLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_Yaml12BoolLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 class _Section(BaseModel):
@@ -97,13 +114,19 @@ class IngestParams(_Section):
 
 
 class QualityParams(_Section):
-    """Bounds the Great Expectations suite holds the cleaned table to."""
+    """Bounds the Great Expectations suite holds the cleaned table to (components/quality)."""
 
+    # Shorter than this is not a report (a stray header, "___"); longer is a concatenation accident.
     min_chars: int = Field(10, ge=0)
     max_chars: int = Field(20000, ge=1)
-    min_section_coverage: float = Field(0.9, ge=0, le=1)
+    # Share of rows with a findings or impression section; below it, section parsing is broken.
+    # Unsectioned notes (terse templates, abbreviated notes) are legitimate, hence well below 1.
+    min_section_coverage: float = Field(0.6, ge=0, le=1)
+    # Share of rows per split (patient-level split): catches a lost or collapsed split.
     split_bounds: dict[str, tuple[float, float]] = Field(default_factory=lambda: {
         "train": (0.6, 0.95), "val": (0.02, 0.25), "test": (0.02, 0.25)})
+    # Share of rows whose text equals another row's: templated normals repeat, but a high rate
+    # means duplicated studies or a normalisation that erases content.
     max_duplicate_text_rate: float = Field(0.2, ge=0, le=1)
 
 
@@ -147,7 +170,7 @@ def apply_override(tree: dict, assignment: str) -> None:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ValueError(f"--set {dotted}: {key!r} is not a section")
-    node[keys[-1]] = yaml.safe_load(raw)
+    node[keys[-1]] = _load_yaml(raw)
 
 
 def load_params(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
@@ -155,7 +178,7 @@ def load_params(path: str | Path | None = None, overrides: list[str] | tuple[str
     file = Path(path) if path else DEFAULT_PARAMS
     if path and not file.exists():
         raise FileNotFoundError(f"params file not found: {file}")
-    tree = (yaml.safe_load(file.read_text()) or {}) if file.exists() else {}
+    tree = (_load_yaml(file.read_text()) or {}) if file.exists() else {}
     for assignment in overrides:
         apply_override(tree, assignment)
     return Params.model_validate(tree)

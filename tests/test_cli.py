@@ -46,6 +46,15 @@ def test_bad_params_are_rejected_with_a_reason(override, message):
         load_params(REPO / "params.yaml", [override])
 
 
+def test_yaml_words_like_off_stay_strings(tmp_path):
+    """YAML 1.1 reads off/no/yes as booleans; a policy named "off" must survive params.yaml and --set."""
+    assert load_params(REPO / "params.yaml", ["clean.phi_policy=off"]).clean.phi_policy == "off"
+    f = tmp_path / "p.yaml"
+    f.write_text("clean:\n  phi_policy: off\ningest:\n  frontal_only: false\n")
+    p = load_params(f)
+    assert p.clean.phi_policy == "off" and p.ingest.frontal_only is False
+
+
 def test_malformed_set_is_rejected():
     with pytest.raises(ValueError, match="section.key=value"):
         apply_override({}, "synth.n_studies")

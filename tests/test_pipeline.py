@@ -84,7 +84,7 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], root).stdout)
     assert metrics, "dvc metrics show returned nothing"
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "ingest"}
+    assert set(lock["stages"]) == {"synth", "ingest", "clean"}
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64
 
     assert "didn't change" in _run(["dvc", "repro"], root).stdout  # nothing to do
@@ -127,7 +127,9 @@ def test_dagster_materializes_assets_with_metadata_and_checks(tmp_path):
     assert ingested["preview"].value.startswith("![ingested images](data:image/png;base64,")
     assert len(ingested["params_hash"].value) == 12 and ingested["code_version"].value
     checks_run = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks_run == {"ingest_conservation": True, "ingest_traps_accounted": True}
+    assert checks_run == {"ingest_conservation": True, "ingest_traps_accounted": True,
+                          "clean_quality_suite": True, "clean_phi_free": True, "clean_conservation": True}
+    assert metadata["clean_reports"]["gx_success"].value is True
 
 
 @pytest.mark.timeout(600)
@@ -176,7 +178,8 @@ def test_failing_blocking_check_stops_downstream_assets(tmp_path):
 
     checks = run({"clean.quality.max_chars": "30"})  # every real report is longer: GX fails
     assert checks["clean_quality_suite"] is False and checks["clean_phi_free"] is True and not ran
-    checks = run({"clean.phi_policy": "off"})  # planted PHI reaches the output: PHI gate fails
-    assert checks["clean_phi_free"] is False and not ran
+    checks = run({"clean.phi_policy": "off"})  # planted PHI reaches the output: both gates fail
+    assert False in checks.values() and not ran
+    assert clean_phi_free(project=resources["project"]).passed is False  # the PHI gate on its own
     checks = run({})
     assert all(checks.values()) and ran == [True]

@@ -3,6 +3,6 @@
 Importing this package is cheap: great_expectations is imported only when a suite runs.
 """
 
-from components.quality.suites import SUITE_NAME, QualityConfig, validate_reports
+from components.quality.suites import SUITE_NAME, validate_reports
 
-__all__ = ["SUITE_NAME", "QualityConfig", "validate_reports"]
+__all__ = ["SUITE_NAME", "validate_reports"]

@@ -16,13 +16,13 @@ great_expectations takes seconds to import, so it is imported inside `validate_r
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from components.chexpert import LABEL_VALUES, OBSERVATIONS
 from components.io import atomic_dir, write_json
+from components.params import QualityParams
 
 SUITE_NAME = "clean_reports"
 SPLITS = ("train", "val", "test")
@@ -33,34 +33,12 @@ REQUIRED_COLUMNS = (
 )
 
 
-@dataclass
-class QualityConfig:
-    """Thresholds of the `clean_reports` suite (params.yaml: clean.quality.*)."""
-
-    # Shorter than this is not a report (a stray header, "___"); longer is a concatenation accident.
-    min_chars: int = 10
-    max_chars: int = 20000
-    # Share of rows with a findings or impression section; below it, section parsing is broken.
-    min_section_coverage: float = 0.9
-    # Share of rows per split (patient-level split): catches a lost or collapsed split.
-    split_bounds: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: {"train": (0.6, 0.95), "val": (0.02, 0.25), "test": (0.02, 0.25)}
-    )
-    # Share of rows whose text equals another row's (every copy counts): templated normals repeat,
-    # but a high rate means duplicated studies or a normalisation that erases content.
-    max_duplicate_text_rate: float = 0.2
-
-    def __post_init__(self):
-        # YAML gives lists; keep (lo, hi) tuples so the config is hashable-looking and uniform.
-        self.split_bounds = {k: (float(v[0]), float(v[1])) for k, v in self.split_bounds.items()}
-
-
 def _present(s: pd.Series) -> pd.Series:
     """True where a section string is non-null and not blank."""
     return s.notna() & s.fillna("").astype(str).str.strip().ne("")
 
 
-def with_indicators(df: pd.DataFrame, cfg: QualityConfig) -> pd.DataFrame:
+def with_indicators(df: pd.DataFrame, cfg: QualityParams) -> pd.DataFrame:
     """Copy of `df` with the derived 0/1 columns that the share expectations average over.
 
     A missing source column leaves its indicator out: the expectation on it then fails with a
@@ -77,7 +55,7 @@ def with_indicators(df: pd.DataFrame, cfg: QualityConfig) -> pd.DataFrame:
     return out
 
 
-def build_expectations(cfg: QualityConfig) -> list:
+def build_expectations(cfg: QualityParams) -> list:
     """The `clean_reports` expectations, each with a description that reads well in Data Docs."""
     import great_expectations.expectations as gxe
 
@@ -156,7 +134,7 @@ def _result_record(r) -> dict:
     return rec
 
 
-def validate_reports(df: pd.DataFrame, cfg: QualityConfig, out_dir: Path) -> dict:
+def validate_reports(df: pd.DataFrame, cfg: QualityParams, out_dir: Path) -> dict:
     """Run the `clean_reports` suite on `df`; write results.json and Data Docs into `out_dir`.
 
     Returns {"success", "evaluated", "failed": [names], "results_path", "data_docs": index.html}.

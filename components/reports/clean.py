@@ -89,14 +89,15 @@ def clean_study(study: dict, cfg: CleanParams) -> tuple[dict | None, str, str]:
         text = redact(text, spans, DEID_TOKEN)
         remaining = detect_phi(text)  # verify, don't assume, that redaction left nothing
 
-    must_strip = list(study.get("dicom_identifying_attributes") or [])
+    attributes = study.get("dicom_identifying_attributes")  # a numpy array when read from Parquet
+    must_strip = [] if attributes is None else list(attributes)
     if study.get("burned_in_annotation"):
         must_strip.append("BurnedInAnnotation")
     if must_strip and cfg.dicom_phi == "quarantine":
         reason = "burned_in_annotation" if study.get("burned_in_annotation") else "dicom_identifying_header"
         return None, reason, ",".join(must_strip)
 
-    given = dict(study["sections"] or {})
+    given = dict(study["sections"]) if study["sections"] is not None else {}
     parsed = parse_sections(text, given=given)
     result = label_report(labelable_text(parsed))
     hits = find_abbreviations(text)
@@ -126,7 +127,7 @@ def clean_study(study: dict, cfg: CleanParams) -> tuple[dict | None, str, str]:
 
 
 def clean(cfg: CleanParams, progress: bool = True) -> dict:
-    from components.quality.suites import QualityConfig, validate_reports
+    from components.quality.suites import validate_reports
 
     start = time.perf_counter()
     source = Path(cfg.input) / "studies.parquet"
@@ -148,7 +149,7 @@ def clean(cfg: CleanParams, progress: bool = True) -> dict:
         write_table(tmp / "reports.parquet", rows, REPORTS_SCHEMA)
         write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE)
         table = pd.read_parquet(tmp / "reports.parquet")
-        quality = validate_reports(table, QualityConfig(**cfg.quality.model_dump()), tmp / "gx")
+        quality = validate_reports(table, cfg.quality, tmp / "gx")
         quality = {k: v for k, v in quality.items() if k not in ("results_path", "data_docs")}
         summary = _summary(studies, table, quarantine, quality)
         summary["seconds"] = {"clean": round(t_clean, 3), "total": round(time.perf_counter() - start, 3)}
@@ -169,7 +170,7 @@ def _summary(studies: list[dict], table: pd.DataFrame, quarantine: Quarantine, q
               "numbered_impression": int(table["numbered_impression"].sum()),
               "abbreviation_heavy": int((table["abbreviation_density"] >= 10).sum()),
               "hedged": int((table["hedging"] > 0).sum()), "comparison": int(table["comparison"].sum())}
-    phi_reports = int((table["phi_redacted"] > 0).sum()) + reasons.get("report_phi", 0)
+    phi_reports = reasons.get("report_phi", 0) + int(((table["phi_redacted"] > 0) | (table["phi_spans"] > 0)).sum())
     return {
         "studies": {"in": len(studies), "out": len(table), "quarantined": n_q, "by_reason": reasons},
         "conservation_ok": len(studies) == len(table) + n_q,

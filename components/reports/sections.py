@@ -7,8 +7,8 @@ Decisions:
 - INDICATION / REASON FOR EXAM(INATION) -> `indication` (why the study was ordered); HISTORY / CLINICAL
   HISTORY / Hx -> `history` (background). Neither is ever labelable: both name the suspected disease.
 - FINDINGS AND IMPRESSION / FINDINGS/IMPRESSION -> `impression`, with `merged_findings_impression` set.
-- "Short" sections (indication, history, technique, comparison, examination) hold one logical line, or
-  the paragraph below a header alone on its line; text after them without a header goes to `other`,
+- "Short" sections (indication, history, technique, comparison, examination) hold one logical line: the
+  header's own, or the next one when the header stands alone; text after them without a header goes to `other`,
   which is how bodies without FINDINGS/IMPRESSION headers ("Hx: ...\\nNo PTX.") are kept out of history.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 # The canonical section names, in reading order. `other` holds text under no recognised header
 # (preamble, exam line, unheaded body); `wet_read` is MIMIC's preliminary read, superseded by the
@@ -56,14 +57,13 @@ LABELABLE = ("findings", "impression", "addendum")
 GIVEN_KEYS = {"narrative": "other", "summary": "other", "end_of_impression": "other",
               "procedure_comments": "technique", "clinical_history": "history"}
 
-_alts = sorted(SYNONYMS, key=len, reverse=True)  # longest first: "FINDINGS AND IMPRESSION" before "FINDINGS"
-_ALT = "|".join(re.escape(a).replace(r"\ ", r"[ \t]+") for a in _alts).replace("wet[ \\t]+read",
-                                                                               r"wet[ \t]+read(?:[ \t]+version[ \t]*\#?\d+)?")
-# A header candidate: the name, then a colon, or nothing else up to the end of the line.
-_HEADER = re.compile(rf"(?<![\w/-])({_ALT})(?:[ \t]*:|(?=[ \t]*$))", re.IGNORECASE | re.MULTILINE)
-_LIST_ITEM = re.compile(r"\d{1,2}\s?[.)]\s|\d{1,2}\s-\s|[-*\u2022]\s")
+_WET_READ = re.compile(r"wet read(?: version ?#?\d+)?")  # "WET READ VERSION #1"
+_MAX_WORDS = max(len(k.split()) for k in SYNONYMS) + 2
+_LIST_ITEM = re.compile(r"\d{1,2}\s?[.)]\s|\d{1,2}\s-\s*[A-Za-z]|[-*\u2022]\s")
 _SEPARATOR = re.compile(r"^[ \t]*(?:_{8,}|-{8,}|={8,})[ \t]*$", re.MULTILINE)
 _SPACES = re.compile(r"[ \t]+")
+_RUNS = re.compile(r"[ \t]{2,}|\t")  # what _SPACES changes, without rewriting every single space
+_SENTENCE_END = re.compile(r"[.?!:]$")
 
 
 @dataclass
@@ -77,59 +77,99 @@ class ParsedReport:
 
 
 def _canonical(header: str) -> str:
-    key = _SPACES.sub(" ", header.strip().lower())
-    return "wet_read" if key.startswith("wet read") else SYNONYMS.get(key, "other")
+    key = " ".join(header.lower().split())
+    return "wet_read" if _WET_READ.fullmatch(key) else SYNONYMS.get(key, "other")
 
 
-def header_matches(line: str) -> list[re.Match]:
-    """Accepted header matches in one logical line (see module docstring for the rules)."""
-    out = []
-    for m in _HEADER.finditer(line):
-        before, written = line[:m.start()], m.group(1)
-        colon = m.group(0).rstrip().endswith(":")
-        if not before.strip():
-            # At line start: "Impression:" in any case; without a colon only CAPS alone on its line.
-            if colon or (written.isupper() and not line[m.end():].strip()):
-                out.append(m)
-        elif colon and (written.isupper() or before.rstrip()[-1:] in ".;"):
-            out.append(m)  # inline "... no effusion. IMPRESSION: ..."; lower case only after a sentence
-    return out
+def _is_header_name(words: str) -> bool:
+    key = words.lower()
+    return key in SYNONYMS or bool(key.startswith("wet read") and _WET_READ.fullmatch(key))
+
+
+@lru_cache(maxsize=8192)
+def header_matches(line: str) -> tuple[tuple[int, int, str], ...]:
+    """Accepted headers in one logical (space-collapsed) line as (start, end, written); `end` is past
+    the colon. Dictionary look-ups on the words before each colon: much faster than one regex of
+    every synonym, which would be tried at every character of every report."""
+    if ":" not in line:
+        # Without a colon only a header in CAPITALS alone on its line: "IMPRESSION", "FINAL REPORT".
+        return ((0, len(line), line),) if line.isupper() and _is_header_name(line) else ()
+    out: list[tuple[int, int, str]] = []
+    colon = line.find(":")
+    while colon >= 0:
+        before = line[:colon].rstrip()
+        words = before.split(" ")
+        for k in range(min(_MAX_WORDS, len(words)), 0, -1):  # longest name first: "CLINICAL HISTORY"
+            written = " ".join(words[-k:])
+            if _is_header_name(written):
+                start = len(before) - len(written)
+                lead = line[:start].rstrip()
+                # At a line start any case ("Impression :"); inline only in CAPS or after a sentence.
+                if not lead or written.isupper() or lead[-1] in ".;":
+                    out.append((start, colon + 1, written))
+                break
+        colon = line.find(":", colon + 1)
+    return tuple(out)
 
 
 def is_structural(line: str) -> bool:
     """A line that must stay on its own line: a header at its start or a list item."""
-    s = line.lstrip()
-    if _LIST_ITEM.match(s):
-        return True
-    m = _HEADER.match(s)
-    return bool(m and header_matches(s[:m.end()] + s[m.end():]) and header_matches(s)[0].start() == 0)
+    return bool(_LIST_ITEM.match(line)) or _starts_with_header(line)
 
 
 def logical_lines(text: str) -> list[str]:
-    """Stripped lines with hard wraps joined back; '' marks a blank line.
+    """Stripped, space-collapsed lines with hard wraps joined back; '' marks a blank line."""
+    return unwrap(text)[0]
+
+
+def unwrap(text: str) -> tuple[list[str], bool]:
+    """(logical lines, whether any hard wrap was joined).
 
     A line continues onto the next when the next line's first word would not have fitted within the
-    widest line of the text (how a word-wrapper breaks). Texts whose widest line is over 100
-    characters are not hard-wrapped; headers and list items always start a line.
+    widest line of the text: exactly when a word-wrapper breaks. Widths are measured on the lines as
+    written (MIMIC indents a space and doubles spaces after periods). A text whose widest line is over
+    100 characters is not hard-wrapped; headers and list items always start a line. A break between
+    sentences ("...chest pain.\\nModerate ...") is joined only when some break inside a sentence proves
+    the text is wrapped: an unwrapped note's widest line would otherwise swallow the next one.
     """
-    raw = [_SPACES.sub(" ", line).strip() for line in _SEPARATOR.sub("", text).split("\n")]
-    width = max((len(line) + 1 for line in raw), default=0)  # +1: MIMIC and synth wraps indent a space
-    if width > 101:
-        return raw
+    if "____" in text or "----" in text or "====" in text:
+        text = _SEPARATOR.sub("", text)
+    written = text.split("\n")
+    lines = [line.strip() for line in _RUNS.sub(" ", text).split("\n")]
+    # Centred titles ("   FINAL REPORT") are not wrapped text: they do not set the width.
+    width = max((len(w.rstrip()) for w in written if not w.startswith("   ")), default=0)
+    if width > 100 or len(lines) < 2:
+        return lines, False
+    joins = [False] * len(lines)  # joins[i]: line i continues line i - 1
+    proven = False
+    for i in range(1, len(lines)):
+        prev, line = lines[i - 1], lines[i]
+        if (prev and line and len(written[i - 1].rstrip()) + 1 + len(line.split(" ", 1)[0]) > width
+                and not is_structural(line) and not header_only(prev)):
+            ended = bool(_SENTENCE_END.search(prev))
+            # "HISTORY: 60M with fever." is complete: what follows is the next section's body, not more
+            # history, even where that line happens to be the widest.
+            joins[i] = not (ended and _starts_with_header(prev))
+            proven = proven or not ended
+    if not proven:
+        joins = [False] * len(lines)
     out: list[str] = []
-    for line in raw:
-        prev = out[-1] if out else ""
-        if (prev and line and len(prev) + 2 + len(line.split(" ", 1)[0]) > width
-                and not is_structural(line) and not _header_only(prev)):
-            out[-1] = f"{prev} {line}"
+    for line, join in zip(lines, joins):
+        if join and out:
+            out[-1] = f"{out[-1]} {line}"
         else:
             out.append(line)
-    return out
+    return out, any(joins)
 
 
-def _header_only(line: str) -> bool:
+def _starts_with_header(line: str) -> bool:
     ms = header_matches(line)
-    return bool(ms) and ms[0].start() == 0 and not line[ms[0].end():].strip()
+    return bool(ms) and ms[0][0] == 0
+
+
+def header_only(line: str) -> bool:
+    ms = header_matches(line)
+    return bool(ms) and ms[0][0] == 0 and not line[ms[0][1]:].strip()
 
 
 def parse_sections(text: str, given: dict[str, str] | None = None) -> ParsedReport:
@@ -139,26 +179,22 @@ def parse_sections(text: str, given: dict[str, str] | None = None) -> ParsedRepo
     parts: dict[str, list[str]] = {}
     headers: list[str] = []
     merged = False
-    current, fresh = "other", True  # fresh: the current short section has no content yet
+    current = "other"
     for line in logical_lines(text):
         if not line:
-            if current in SHORT and not fresh:
-                current = "other"
-            continue
+            continue  # blank lines end nothing: findings run over paragraphs, short sections end below
         pos, name = 0, current
-        for m in header_matches(line):
-            if m.start() > pos:
-                parts.setdefault(name, []).append(line[pos:m.start()].strip())
-            written = _SPACES.sub(" ", m.group(1))
+        for start, end, written in header_matches(line):
+            if start > pos:
+                parts.setdefault(name, []).append(line[pos:start].strip())
             headers.append(written)
             merged |= written.lower() in MERGED
-            name, pos = _canonical(written), m.end()
+            name, pos = _canonical(written), end
         rest = line[pos:].strip()
         if rest:
             parts.setdefault(name, []).append(rest)
-        current, fresh = name, not rest and pos > 0
-        if name in SHORT and rest:
-            current = "other"  # a short section is one line when its content shares the header line
+        # A short section is one logical line: its header's, or the next one when the header stands alone.
+        current = "other" if name in SHORT and rest else name
     sections = {k: "\n".join(p for p in v if p) for k, v in parts.items()}
     return _finish({k: sections[k] for k in CANONICAL if sections.get(k)}, headers, merged, given=False)
 

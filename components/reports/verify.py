@@ -38,5 +38,5 @@ def conservation(clean_dir: str | Path, ingest_dir: str | Path) -> dict:
 def quality(clean_dir: str | Path) -> dict:
     """The Great Expectations verdict the stage saved: success, evaluated count, failed expectations."""
     results = json.loads((Path(clean_dir) / "gx" / "results.json").read_text())
-    failed = [r for r in results["results"] if not r["success"]]
+    failed = [r["name"] for r in results["results"] if not r["success"]]
     return {"success": bool(results["success"]), "evaluated": len(results["results"]), "failed": failed}
