@@ -34,7 +34,7 @@ ui: setup  ## the Dagster UI on http://127.0.0.1:3000 (materialize assets there)
 	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
 
 bench: setup  ## benchmarks; each prints JSON
-	$(PY) bench/ingest.py
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:  ## remove pipeline outputs and tool state (not .venv)
 	rm -rf data/raw data/ingested data/metrics $(CXR_HOME)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
 
 @contextmanager
-def ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int = 8) -> Iterator[Iterator]:
-    """Yield an iterator of fn(item) in input order, computed by `workers` processes."""
+def ordered_map(fn: Callable, items: Sequence, workers: int, max_chunk: int = 16) -> Iterator[Iterator]:
+    """Yield an iterator of fn(item) in input order, computed by `workers` processes.
+
+    Chunks amortise inter-process overhead, but at least four per worker keep the load balanced
+    when items are few and slow (large images).
+    """
     if workers <= 1:
         yield map(fn, items)
         return
+    chunksize = max(1, min(max_chunk, len(items) // (4 * workers)))
     with ProcessPoolExecutor(workers) as pool:
         yield pool.map(fn, items, chunksize=chunksize)

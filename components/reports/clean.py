@@ -136,7 +136,7 @@ def clean(cfg: CleanParams, progress: bool = True) -> dict:
     studies = pd.read_parquet(source).to_dict("records")
     quarantine = Quarantine("clean")
     rows = []
-    with ordered_map(partial(clean_study, cfg=cfg), studies, cfg.workers, chunksize=64) as results:
+    with ordered_map(partial(clean_study, cfg=cfg), studies, cfg.workers, max_chunk=64) as results:
         for study, (row, reason, detail) in tqdm(zip(studies, results), total=len(studies), desc="clean",
                                                  unit="report", disable=not progress):
             if row is None:
