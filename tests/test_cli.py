@@ -74,7 +74,7 @@ def test_cli_synth_then_ingest(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["n_studies"] == 24 and (tmp_path / "raw" / "truth.parquet").exists()
-    assert json.loads((tmp_path / "data/metrics/synth.json").read_text())["n_studies"] == 24
+    assert json.loads((tmp_path / "data/metrics/synth.json").read_text())["studies"] == 24
     result = runner.invoke(app, ["ingest", "--source", "synth", "--input", "raw", "--out", "ing",
                                  "--workers", "1", "--set", "ingest.resolution=32"])
     assert result.exit_code == 0, result.output

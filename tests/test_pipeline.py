@@ -81,8 +81,10 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     summary = json.loads((root / "data/ingested/summary.json").read_text())
     assert summary["studies"]["in"] == 24 and summary["conservation_ok"]
     assert summary["traps"]["all_accounted"]
-    metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], root).stdout)
-    assert metrics, "dvc metrics show returned nothing"
+    shown = _run(["dvc", "metrics", "show", "--json"], root).stdout
+    metrics = {Path(path).stem: m["data"] for path, m in json.loads(shown)[""]["data"].items()}
+    assert metrics["ingest"]["conservation_ok"] and metrics["ingest"]["traps_all_accounted"]
+    assert metrics["synth"]["studies"] == 24 and metrics["clean"]["gx_success"]
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"synth", "ingest", "clean"}
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64

@@ -143,7 +143,11 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
         if source == "synth" and truth.exists():
             summary["traps"] = account_traps(truth, study_rows, quarantine)
         write_json(tmp / "summary.json", summary)
-    write_json(cfg.metrics, summary)
+    write_json(cfg.metrics, {
+        "studies_out": summary["studies"]["out"], "studies_quarantined": summary["studies"]["quarantined"],
+        "images_out": summary["images"]["out"], "images_quarantined": summary["images"]["quarantined"],
+        "images_per_second": summary["images_per_second"], "conservation_ok": summary["conservation_ok"],
+        **({"traps_all_accounted": summary["traps"]["all_accounted"]} if "traps" in summary else {})})
     return summary
 
 

@@ -187,9 +187,10 @@ def _metrics(summary: dict) -> dict:
     n = max(summary["studies"]["out"], 1)
     return {
         "studies_out": summary["studies"]["out"], "studies_quarantined": summary["studies"]["quarantined"],
-        "quarantined_by_reason": summary["studies"]["by_reason"], "phi_rate": summary["phi"]["rate"],
-        "gx_success": summary["quality"]["success"], "reports_per_second": summary["reports_per_second"],
-        "label_positive_rate": {o: round(v["positive"] / n, 4) for o, v in summary["label_prevalence"].items()},
+        "phi_rate": summary["phi"]["rate"], "gx_success": summary["quality"]["success"],
+        "reports_per_second": summary["reports_per_second"],
+        **({"traps_all_accounted": summary["traps"]["all_accounted"]} if summary["traps"] else {}),
+        "positive_rate": {o: round(v["positive"] / n, 4) for o, v in summary["label_prevalence"].items()},
     }
 
 

@@ -121,7 +121,8 @@ def generate(cfg: SynthParams, out: str | Path | None = None, progress: bool = T
             "seconds": round(time.perf_counter() - start, 2),
         }
         write_json(root / "summary.json", summary)
-    write_json(cfg.metrics, summary)
+    write_json(cfg.metrics, {"studies": n, "subjects": summary["n_subjects"], "images": summary["n_images"],
+                             "traps_planted": sum(summary["traps"].values())})
     return summary
 
 
