@@ -132,6 +132,27 @@ def clean(
         raise typer.Exit(1)
 
 
+@app.command()
+def variants(
+    input: Annotated[Optional[Path], typer.Option("--input", help="clean stage output folder")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="rules | hf | openai")] = None,
+    params: ParamsFile = None,
+    set_: Sets = None,
+):
+    """Generate equivalent and single-error report variants, validated by re-labelling."""
+    with user_errors():
+        p = load(params, set_, **{"variants.input": str(input) if input else None,
+                                  "variants.out": str(out) if out else None, "variants.backend": backend})
+        from components.variants.run import run_variants
+
+        summary = run_variants(p.variants)
+    from components.stage_metadata import report_variants
+
+    report_variants(p, summary)
+    _print(summary)
+
+
 @app.callback()
 def _main() -> None:
     project_environment()

@@ -146,10 +146,70 @@ class CleanParams(_Section):
     quality: QualityParams = QualityParams()
 
 
+class HFBackendParams(_Section):
+    model_path: str | None = None  # a local transformers causal-LM directory
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.7, ge=0)
+
+
+class OpenAIBackendParams(_Section):
+    base_url: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible server (vLLM, Ollama)
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never from params
+    concurrency: int = Field(16, ge=1)
+    timeout_s: float = Field(60, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    backoff_s: float = Field(1.0, ge=0)
+    temperature: float = Field(0.7, ge=0)
+    max_tokens: int = Field(512, ge=1)
+
+
+class VariantsParams(_Section):
+    input: str = "data/clean"
+    out: str = "data/variants"
+    metrics: str = "data/metrics/variants.json"
+    cache: str = ".cxr/cache/variants.sqlite"  # outside the stage output: survives re-runs and kills
+    backend: str = Field("rules", pattern="^(rules|hf|openai)$")
+    prompt_version: str = "v1"  # model backends: prompt folder components/variants/prompts/<version>
+    kinds: list[str] = Field(default_factory=lambda: list(_equivalent_kinds()))
+    error_categories: list[str] = Field(default_factory=lambda: list(_error_categories()))
+    seed: int = 0
+    batch_size: int = Field(64, ge=1)  # requests per backend call and per cache commit
+    max_retries: int = Field(2, ge=0)  # model backends: new attempts (new seed) after a rejected variant
+    min_acceptance: float = Field(0.5, ge=0, le=1)  # asset check: accepted / applicable, per kind
+    hf: HFBackendParams = HFBackendParams()
+    openai: OpenAIBackendParams = OpenAIBackendParams()
+
+    @model_validator(mode="after")
+    def _known(self):
+        unknown = (set(self.kinds) - set(_equivalent_kinds())) | (set(self.error_categories) - set(_error_categories()))
+        if unknown:
+            raise ValueError(f"unknown variant kinds or error categories {sorted(unknown)}")
+        if self.backend == "hf" and not self.hf.model_path:
+            raise ValueError("variants.backend=hf needs variants.hf.model_path (a local model directory)")
+        if self.backend == "openai" and not self.openai.model:
+            raise ValueError("variants.backend=openai needs variants.openai.model")
+        return self
+
+
+def _equivalent_kinds():
+    from components.variants.base import EQUIVALENT_KINDS
+
+    return EQUIVALENT_KINDS
+
+
+def _error_categories():
+    from components.variants.base import ERROR_CATEGORIES
+
+    return ERROR_CATEGORIES
+
+
 class Params(_Section):
     synth: SynthParams = SynthParams()
     ingest: IngestParams = IngestParams()
     clean: CleanParams = CleanParams()
+    variants: VariantsParams = VariantsParams()
 
     def digest(self, section: str) -> str:
         """Short hash of one section, recorded next to outputs for traceability."""

@@ -75,3 +75,29 @@ def report_clean(params, summary: dict) -> None:
         "data_docs": {"raw_value": str((out / "gx" / "data_docs" / "index.html").resolve()), "type": "path"},
         "reports_per_second": summary["reports_per_second"], **_provenance(params, "clean"),
     })
+
+
+def report_variants(params, summary: dict) -> None:
+    if not under_dagster():
+        return
+    import difflib
+
+    import pandas as pd
+
+    out = Path(params.variants.out)
+    table = pd.read_parquet(out / "variants.parquet")
+    sources = pd.read_parquet(Path(params.variants.input) / "reports.parquet", columns=["study_id", "text"])
+    source_of = dict(zip(sources["study_id"], sources["text"]))
+    examples = []
+    for _, row in table[table["valid"]].groupby(table["error_category"].fillna(table["kind"])).head(1).head(6).iterrows():
+        diff = difflib.unified_diff(source_of[row["study_id"]].splitlines(), row["text"].splitlines(),
+                                    "original", f"{row['kind']} {row['error_category'] or ''}".strip(), lineterm="")
+        examples.append("```diff\n" + "\n".join(diff) + "\n```")
+    rates = [{"kind": k, **v} for k, v in summary["by_kind"].items()]
+    report_materialization({
+        "variants": summary["variants"], "accepted": summary["accepted"],
+        "acceptance": md(md_table(rates)), "reject_reasons": md(md_table(
+            [{"reason": k, "count": v} for k, v in summary["reject_reasons"].items()])),
+        "examples": md("\n\n".join(examples)), "generated": summary["generated"],
+        "from_cache": summary["from_cache"], "backend": summary["backend"], **_provenance(params, "variants"),
+    })

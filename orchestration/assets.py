@@ -32,6 +32,8 @@ STAGES = (
           "Studies table, image shards and quarantine from the configured source (params ingest.*)."),
     Stage("clean_reports", "clean", ("ingested_studies",), "reports",
           "Normalised, sectioned, de-identified reports with CheXpert labels, validated by Great Expectations."),
+    Stage("report_variants", "variants", ("clean_reports",), "reports",
+          "Equivalent rewrites (positives) and single-error rewrites (hard negatives), each re-labelled and gated."),
 )
 
 

@@ -68,4 +68,17 @@ def clean_conservation(project: CxrProject) -> AssetCheckResult:
     return AssetCheckResult(passed=result["ok"], metadata={k: v for k, v in result.items() if k != "ok"})
 
 
-checks = [ingest_conservation, ingest_traps_accounted, clean_quality_suite, clean_phi_free, clean_conservation]
+@asset_check(asset="report_variants", blocking=True,
+             description="Accepted / applicable variants, per kind and error category, at least variants.min_acceptance.")
+def variants_acceptance(project: CxrProject) -> AssetCheckResult:
+    from components.variants.verify import acceptance
+
+    params = project.params().variants
+    result = acceptance(project.path / params.out, params.min_acceptance)
+    return AssetCheckResult(passed=result["passed"], metadata={
+        "below_threshold": MetadataValue.json(result["below"]),
+        "acceptance": MetadataValue.json(result["acceptance"]), "threshold": params.min_acceptance})
+
+
+checks = [ingest_conservation, ingest_traps_accounted, clean_quality_suite, clean_phi_free, clean_conservation,
+          variants_acceptance]

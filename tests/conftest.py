@@ -43,6 +43,8 @@ def small_params_tree(root: Path) -> dict:
                           metrics=str(root / "metrics" / "ingest.json"))
     tree["clean"].update(input=str(root / "ingested"), out=str(root / "clean"),
                          metrics=str(root / "metrics" / "clean.json"))
+    tree["variants"].update(input=str(root / "clean"), out=str(root / "variants"),
+                            metrics=str(root / "metrics" / "variants.json"), cache=str(root / "variants.sqlite"))
     return tree
 
 
@@ -76,3 +78,11 @@ def clean_dir(small_params, ingest_dir) -> Path:
 
     clean(small_params.clean, progress=False)
     return Path(small_params.clean.out)
+
+
+@pytest.fixture(scope="session")
+def variants_dir(small_params, clean_dir) -> Path:
+    from components.variants.run import run_variants
+
+    run_variants(small_params.variants, progress=False)
+    return Path(small_params.variants.out)

@@ -24,6 +24,9 @@ def _project(root: Path) -> Path:
     tree = small_params_tree(Path("data"))
     tree["synth"].update(out="data/raw/synth", metrics="data/metrics/synth.json", n_studies=24)
     tree["ingest"].update(input="data/raw/synth", out="data/ingested", metrics="data/metrics/ingest.json")
+    tree["clean"].update(input="data/ingested", out="data/clean", metrics="data/metrics/clean.json")
+    tree["variants"].update(input="data/clean", out="data/variants", metrics="data/metrics/variants.json",
+                            cache="data/cache/variants.sqlite")
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     return root
 

@@ -20,7 +20,6 @@ from functools import partial
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 

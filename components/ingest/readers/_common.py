@@ -106,3 +106,18 @@ class StudyGroups:
                     study.error_detail = f"study id {study_id} appears again as a different record"
                 study.images.sort(key=lambda im: natural_key(im.image_id))
                 yield study
+
+
+def study_from_row(study_id: str, subject_id: str, row: dict[str, str]) -> RawStudy:
+    """A study from a CSV row holding its report (CheXpert Plus, manifest): the report checked for
+    undecodable bytes and emptiness, the split normalised."""
+    study = RawStudy(study_id=study_id, subject_id=subject_id, report=None, split=norm_split(row.get("split")))
+    text = row.get("report") or ""
+    bad = bad_utf8(text)
+    if bad is not None:
+        study.error, study.error_detail = "report_not_utf8", f"report has invalid UTF-8 at char {bad}"
+    elif not text.strip():
+        study.error, study.error_detail = "report_missing", "report column is empty"
+    else:
+        study.report = text
+    return study

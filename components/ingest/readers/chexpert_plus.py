@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from components.ingest.readers._common import (
-    StudyGroups, bad_utf8, clean, csv_header, norm_split, open_csv)
+    StudyGroups, bad_utf8, clean, csv_header, open_csv, study_from_row)
 from components.ingest.records import RawImage, RawStudy
 
 CSV_NAME = "df_chexpert_plus_240401.csv"
@@ -81,16 +81,7 @@ def _ids(rel: str, patient: str) -> tuple[str, str]:
 
 
 def _new_study(study_id: str, subject_id: str, row: dict[str, str]) -> RawStudy:
-    study = RawStudy(study_id=study_id, subject_id=subject_id, report=None,
-                     split=norm_split(row.get("split")))
-    text = row.get("report") or ""
-    bad = bad_utf8(text)
-    if bad is not None:
-        study.error, study.error_detail = "report_not_utf8", f"report has invalid UTF-8 at char {bad}"
-    elif not text.strip():
-        study.error, study.error_detail = "report_missing", "report column is empty"
-    else:
-        study.report = text
+    study = study_from_row(study_id, subject_id, row)
     study.sections = {
         key.removeprefix("section_"): clean(value) for key, value in row.items()
         if key and key.startswith("section_") and key not in NOT_SECTIONS

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from components.ingest.readers._common import (
-    StudyGroups, bad_utf8, clean, csv_header, norm_split, open_csv)
+    StudyGroups, clean, csv_header, open_csv, study_from_row)
 from components.ingest.records import RawImage, RawStudy
 
 CSV_NAME = "manifest.csv"
@@ -51,7 +51,7 @@ def read(root: Path) -> Iterator[RawStudy]:
         report = row.get("report") or ""
         # A study id reused with another subject or report text is a second, conflicting record.
         study = groups.get(study_id, (subject_id, report.strip()),
-                           lambda: _new_study(study_id, subject_id, row))
+                           lambda: study_from_row(study_id, subject_id, row))
         rel = clean(row.get("image_path"))
         if rel:
             image_id = Path(rel).stem
@@ -59,17 +59,3 @@ def read(root: Path) -> Iterator[RawStudy]:
                 view = clean(row.get("view")).upper() or None
                 study.images.append(RawImage(image_id, str(table.parent / rel), view))
     yield from groups
-
-
-def _new_study(study_id: str, subject_id: str, row: dict[str, str]) -> RawStudy:
-    study = RawStudy(study_id=study_id, subject_id=subject_id, report=None,
-                     split=norm_split(row.get("split")))
-    text = row.get("report") or ""
-    bad = bad_utf8(text)
-    if bad is not None:
-        study.error, study.error_detail = "report_not_utf8", f"report has invalid UTF-8 at char {bad}"
-    elif not text.strip():
-        study.error, study.error_detail = "report_missing", "report column is empty"
-    else:
-        study.report = text
-    return study

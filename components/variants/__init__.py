@@ -1,0 +1,1 @@
+"""Report variants: clinically equivalent rewrites (positives) and single-error rewrites (hard negatives)."""

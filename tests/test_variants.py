@@ -1,0 +1,107 @@
+"""The variants stage: every request accounted for, the gate, the cache, and kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from components.chexpert import OBSERVATIONS
+from components.variants.base import ERROR_CATEGORIES, EQUIVALENT_KINDS
+from components.variants.run import run_variants
+from components.variants.verify import acceptance
+
+PATHOLOGIES = [o for o in OBSERVATIONS if o != "No Finding"]
+
+
+@pytest.fixture(scope="module")
+def tables(variants_dir, clean_dir):
+    return pd.read_parquet(variants_dir / "variants.parquet"), pd.read_parquet(clean_dir / "reports.parquet")
+
+
+def test_one_row_per_request_with_provenance(tables, variants_dir):
+    variants, reports = tables
+    assert len(variants) == len(reports) * (len(EQUIVALENT_KINDS) + len(ERROR_CATEGORIES))
+    assert set(variants["study_id"]) == set(reports["study_id"])  # only studies that passed cleaning
+    assert variants["variant_id"].is_unique
+    assert (variants["backend"] == "rules").all() and (variants["prompt_version"] == "rules-1").all()
+    split_of = dict(zip(reports["study_id"], reports["split"]))
+    assert (variants["split"] == variants["study_id"].map(split_of)).all()
+    summary = json.loads((variants_dir / "summary.json").read_text())
+    assert summary["variants"] == len(variants) and summary["accepted"] == int(variants["valid"].sum())
+    assert not variants.loc[~variants["valid"], "reject_reason"].isna().any()  # every rejection says why
+
+
+def test_accepted_equivalents_keep_findings_and_errors_mark_their_span(tables):
+    variants, reports = tables
+    source = reports.set_index("study_id")
+    accepted = variants[variants["valid"]]
+    for _, row in accepted[accepted["error_category"].isna()].iterrows():
+        for obs in PATHOLOGIES:
+            if source.loc[row["study_id"], obs] in (1.0, -1.0):
+                assert row[obs] == source.loc[row["study_id"], obs], (row["kind"], obs, row["text"])
+    errors = accepted[accepted["error_category"].notna()]
+    assert set(errors["error_category"]) == set(ERROR_CATEGORIES)
+    for _, row in errors.iterrows():
+        assert row["text"] != source.loc[row["study_id"], "text"] and row["detail"]
+        if pd.notna(row["changed_start"]):
+            assert 0 <= row["changed_start"] < row["changed_end"] <= len(row["text"])
+
+
+def test_acceptance_check_per_kind(variants_dir):
+    result = acceptance(variants_dir, 0.5)
+    assert result["passed"], result["below"]
+    assert set(result["acceptance"]) == set(EQUIVALENT_KINDS) | {f"error:{c}" for c in ERROR_CATEGORIES}
+    assert not acceptance(variants_dir, 1.01)["passed"]
+
+
+def test_rerun_is_served_from_the_cache(small_params, variants_dir, tmp_path):
+    cfg = small_params.variants.model_copy(update={"out": str(tmp_path / "again"), "metrics": str(tmp_path / "m")})
+    summary = run_variants(cfg, progress=False)
+    assert summary["generated"] == 0 and summary["from_cache"] == summary["variants"]
+    pd.testing.assert_frame_equal(pd.read_parquet(variants_dir / "variants.parquet"),
+                                  pd.read_parquet(tmp_path / "again" / "variants.parquet"))
+
+
+def _count(db) -> int:
+    try:
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT COUNT(*) FROM variants").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.timeout(300)
+def test_killed_run_resumes_without_regenerating(small_params, variants_dir, tmp_path):
+    """SIGKILL a real `cxr variants` half-way; the rerun keeps every finished variant and the
+    final table equals the uninterrupted run's."""
+    tree = json.loads(small_params.model_dump_json())
+    tree["variants"].update(out=str(tmp_path / "out"), metrics=str(tmp_path / "m.json"),
+                            cache=str(tmp_path / "cache.sqlite"), batch_size=1)  # commit per variant
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tree))
+    cmd = [sys.executable, "-m", "components.cli", "variants", "--params", str(params)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while _count(tmp_path / "cache.sqlite") < 40 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = _count(tmp_path / "cache.sqlite")
+    total = len(pd.read_parquet(variants_dir / "variants.parquet"))
+    assert 40 <= finished < total, "the run was not interrupted half-way"
+    assert not (tmp_path / "out").exists()  # no partial output
+
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["from_cache"] >= finished and summary["generated"] == total - summary["from_cache"]
+    pd.testing.assert_frame_equal(pd.read_parquet(variants_dir / "variants.parquet"),
+                                  pd.read_parquet(tmp_path / "out" / "variants.parquet"))
