@@ -88,8 +88,9 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     metrics = {Path(path).stem: m["data"] for path, m in json.loads(shown)[""]["data"].items()}
     assert metrics["ingest"]["conservation_ok"] and metrics["ingest"]["traps_all_accounted"]
     assert metrics["synth"]["studies"] == 24 and metrics["clean"]["gx_success"]
+    assert metrics["variants"]["accepted"] > 0
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "ingest", "clean"}
+    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants"}
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64
 
     assert "didn't change" in _run(["dvc", "repro"], root).stdout  # nothing to do
@@ -133,7 +134,10 @@ def test_dagster_materializes_assets_with_metadata_and_checks(tmp_path):
     assert len(ingested["params_hash"].value) == 12 and ingested["code_version"].value
     checks_run = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks_run == {"ingest_conservation": True, "ingest_traps_accounted": True,
-                          "clean_quality_suite": True, "clean_phi_free": True, "clean_conservation": True}
+                          "clean_quality_suite": True, "clean_phi_free": True, "clean_conservation": True,
+                          "variants_acceptance": True}
+    variants = metadata["report_variants"]
+    assert variants["accepted"].value > 0 and "```diff" in variants["examples"].value
     assert metadata["clean_reports"]["gx_success"].value is True
 
 

@@ -105,3 +105,65 @@ def test_killed_run_resumes_without_regenerating(small_params, variants_dir, tmp
     assert summary["from_cache"] >= finished and summary["generated"] == total - summary["from_cache"]
     pd.testing.assert_frame_equal(pd.read_parquet(variants_dir / "variants.parquet"),
                                   pd.read_parquet(tmp_path / "out" / "variants.parquet"))
+
+
+class _EchoServer:
+    """A chat-completions server on 127.0.0.1: the first attempt (seed 0) echoes the report unchanged,
+    later attempts append a sentence that changes no finding."""
+
+    def __init__(self, reports: list[str]):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = body["messages"][-1]["content"]
+                report = next(r for r in reports if r in prompt)
+                seen.append(body["seed"])
+                answer = report if body["seed"] == 0 else report + "\nClinical correlation is recommended."
+                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer},
+                                                "finish_reason": "stop"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_model_backend_rejected_variants_are_retried_then_kept_with_reason(small_params, clean_dir, tmp_path):
+    reports = pd.read_parquet(clean_dir / "reports.parquet").head(3)
+    (tmp_path / "in").mkdir()
+    reports.to_parquet(tmp_path / "in" / "reports.parquet")
+    server = _EchoServer(list(reports["text"]))
+    try:
+        cfg = small_params.variants.model_copy(update={
+            "input": str(tmp_path / "in"), "out": str(tmp_path / "out"), "metrics": str(tmp_path / "m.json"),
+            "cache": str(tmp_path / "c.sqlite"), "backend": "openai", "kinds": ["paraphrase"],
+            "error_categories": ["severity"], "max_retries": 2,
+            "openai": small_params.variants.openai.model_copy(update={"base_url": server.url, "model": "echo-1"})})
+        summary = run_variants(cfg, progress=False)
+    finally:
+        server.close()
+    table = pd.read_parquet(tmp_path / "out" / "variants.parquet").set_index("kind")
+    assert (table["model"] == "echo-1").all() and (table["prompt_version"] == "v1").all()
+    paraphrases = table.loc[["paraphrase"]]
+    assert paraphrases["valid"].all() and (paraphrases["attempts"] == 2).all()  # "unchanged", then accepted
+    errors = table.loc[["error"]]
+    assert not errors["valid"].any() and (errors["attempts"] == 3).all()  # never the intended error
+    assert (errors["reject_reason"] == "severity_changes=0").all()
+    assert summary["by_kind"]["paraphrase"]["acceptance"] == 1.0
+    assert sorted(set(server.seen)) == [0, 1_000_003, 2_000_006]

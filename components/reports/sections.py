@@ -76,7 +76,7 @@ class ParsedReport:
     given: bool = False  # sections came from the source, not from parsing
 
 
-def _canonical(header: str) -> str:
+def canonical(header: str) -> str:
     key = " ".join(header.lower().split())
     return "wet_read" if _WET_READ.fullmatch(key) else SYNONYMS.get(key, "other")
 
@@ -189,7 +189,7 @@ def parse_sections(text: str, given: dict[str, str] | None = None) -> ParsedRepo
                 parts.setdefault(name, []).append(line[pos:start].strip())
             headers.append(written)
             merged |= written.lower() in MERGED
-            name, pos = _canonical(written), end
+            name, pos = canonical(written), end
         rest = line[pos:].strip()
         if rest:
             parts.setdefault(name, []).append(rest)
@@ -205,7 +205,7 @@ def _from_given(given: dict[str, str]) -> ParsedReport:
         value = "\n".join(s for s in (_SPACES.sub(" ", line).strip() for line in (value or "").split("\n")) if s)
         if value:
             k = key.strip().lower()
-            parts.setdefault(GIVEN_KEYS.get(k) or _canonical(k.replace("_", " ")), []).append(value)
+            parts.setdefault(GIVEN_KEYS.get(k) or canonical(k.replace("_", " ")), []).append(value)
     sections = {k: "\n".join(parts[k]) for k in CANONICAL if k in parts}
     merged = any(k.strip().lower().replace("_", " ") in MERGED for k in given)
     return _finish(sections, list(given), merged, given=True)
@@ -218,7 +218,7 @@ def _finish(sections: dict[str, str], headers: list[str], merged: bool, given: b
 
 
 # Unheaded lines that state why the study was done ("Eval for pneumonia.", "? PNA", "r/o PTX").
-_INDICATION_LINE = re.compile(r"^(?:eval(?:uate|uation)?\b|r/o\b|rule out\b|assess(?:ment)? for\b|\?|"
+INDICATION_LINE = re.compile(r"^(?:eval(?:uate|uation)?\b|r/o\b|rule out\b|assess(?:ment)? for\b|\?|"
                               r"reason\b|indication\b|history\b|comparison\b)", re.IGNORECASE)
 
 
@@ -228,5 +228,5 @@ def labelable_text(parsed: ParsedReport) -> str:
     s = parsed.sections
     if "findings" in s or "impression" in s:
         return "\n".join(s[k] for k in LABELABLE if k in s)
-    lines = [line for line in s.get("other", "").split("\n") if line and not _INDICATION_LINE.match(line)]
+    lines = [line for line in s.get("other", "").split("\n") if line and not INDICATION_LINE.match(line)]
     return "\n".join(lines + ([s["addendum"]] if "addendum" in s else []))
