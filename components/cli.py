@@ -153,6 +153,38 @@ def variants(
     _print(summary)
 
 
+encoder_app = typer.Typer(help="LLM2VEC4CXR: train the text encoder, embed reports.", no_args_is_help=True)
+app.add_typer(encoder_app, name="encoder")
+
+
+@encoder_app.command("train")
+def encoder_train(params: ParamsFile = None, set_: Sets = None):
+    """Pretrain the demo LM (unless encoder.base_model is set), MNTP with LoRA, then supervised contrastive."""
+    with user_errors():
+        p = load(params, set_)
+        from components.encoder.stage import train_encoder
+
+        summary = train_encoder(p.encoder)
+    from components.stage_metadata import report_encoder
+
+    report_encoder(p, summary)
+    _print(summary)
+
+
+@encoder_app.command("embed")
+def encoder_embed(params: ParamsFile = None, set_: Sets = None):
+    """Embed every clean report and accepted variant (cached per encoder content hash)."""
+    with user_errors():
+        p = load(params, set_)
+        from components.encoder.stage import embed
+
+        summary = embed(p.embed)
+    from components.stage_metadata import report_embed
+
+    report_embed(p, summary)
+    _print(summary)
+
+
 @app.callback()
 def _main() -> None:
     project_environment()

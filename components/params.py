@@ -205,11 +205,39 @@ def _error_categories():
     return ERROR_CATEGORIES
 
 
+class EncoderParams(_Section):
+    """LLM2VEC4CXR training. The step sections are checked against their dataclasses
+    (components/encoder: PretrainConfig, MNTPConfig, ContrastiveConfig) when the stage runs, so that
+    loading params never imports torch."""
+
+    clean: str = "data/clean"
+    variants: str = "data/variants"
+    out: str = "data/encoder"
+    steps_dir: str = "data/encoder-steps"  # the pretrained LM and the MNTP model, inputs of the next step
+    metrics: str = "data/metrics/encoder.json"
+    base_model: str | None = None  # a local Llama/Mistral/Qwen2/Gemma checkpoint; None: pretrain the demo LM
+    pretrain: dict = Field(default_factory=dict)
+    mntp: dict = Field(default_factory=dict)
+    contrastive: dict = Field(default_factory=dict)
+
+
+class EmbedParams(_Section):
+    encoder: str = "data/encoder"
+    clean: str = "data/clean"
+    variants: str = "data/variants"
+    out: str = "data/embeddings"
+    metrics: str = "data/metrics/embed.json"
+    cache: str = ".cxr/cache/embeddings"  # one SQLite file per encoder content hash
+    batch_size: int = Field(64, ge=1)
+
+
 class Params(_Section):
     synth: SynthParams = SynthParams()
     ingest: IngestParams = IngestParams()
     clean: CleanParams = CleanParams()
     variants: VariantsParams = VariantsParams()
+    encoder: EncoderParams = EncoderParams()
+    embed: EmbedParams = EmbedParams()
 
     def digest(self, section: str) -> str:
         """Short hash of one section, recorded next to outputs for traceability."""

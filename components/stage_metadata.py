@@ -101,3 +101,30 @@ def report_variants(params, summary: dict) -> None:
         "examples": md("\n\n".join(examples)), "generated": summary["generated"],
         "from_cache": summary["from_cache"], "backend": summary["backend"], **_provenance(params, "variants"),
     })
+
+
+def report_encoder(params, summary: dict) -> None:
+    if not under_dagster():
+        return
+    import json
+
+    from components.plots import line_png
+
+    lines = [json.loads(x) for x in (Path(params.encoder.out) / "metrics.jsonl").read_text().splitlines() if x]
+    steps = [(x["step"], x["loss"]) for x in lines if "loss" in x and "step" in x]
+    ev = summary["evaluation"]
+    evaluation = [{"split": split, "R@1 before": before, "R@1 after": ev["r_at_1_after"].get(split)}
+                  for split, before in ev["r_at_1_before"].items()]
+    meta = {"final_loss": {"raw_value": summary["final_loss"], "type": "json"},
+            "evaluation": md(md_table(evaluation)), "seconds": summary["seconds"],
+            "base_model": summary["base_model"], **_provenance(params, "encoder")}
+    if steps:
+        meta["contrastive_loss"] = png_md(line_png([s for s, _ in steps], [v for _, v in steps], "loss"), "loss")
+    report_materialization(meta)
+
+
+def report_embed(params, summary: dict) -> None:
+    if not under_dagster():
+        return
+    report_materialization({k: summary[k] for k in ("encoder_hash", "dim", "reports", "variants", "encoded",
+                                                     "from_cache", "seconds")} | _provenance(params, "embed"))

@@ -34,6 +34,10 @@ STAGES = (
           "Normalised, sectioned, de-identified reports with CheXpert labels, validated by Great Expectations."),
     Stage("report_variants", "variants", ("clean_reports",), "reports",
           "Equivalent rewrites (positives) and single-error rewrites (hard negatives), each re-labelled and gated."),
+    Stage("text_encoder", "encoder", ("clean_reports", "report_variants"), "encoder",
+          "LLM2VEC4CXR: bidirectional LM adapted with MNTP and supervised contrastive learning (LoRA, merged)."),
+    Stage("text_embeddings", "embed", ("text_encoder", "clean_reports", "report_variants"), "encoder",
+          "Embeddings of every clean report and accepted variant, cached per encoder content hash."),
 )
 
 

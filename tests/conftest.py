@@ -24,6 +24,21 @@ SMALL = {
     "ingest": {"resolution": 64, "workers": 1, "shard_size": 16},
     # a few dozen patients cannot hold 80/10/10 proportions tightly
     "clean": {"quality": {"split_bounds": {"train": [0.3, 1.0], "val": [0.0, 0.4], "test": [0.0, 0.4]}}},
+    # a tiny LLM2VEC4CXR: seconds, not minutes
+    "encoder": {
+        "pretrain": {"vocab_size": 300, "max_length": 64,
+                     "size": {"hidden": 32, "layers": 2, "heads": 2, "kv_heads": 2, "intermediate": 64,
+                              "max_positions": 128},
+                     "loop": {"steps": 12, "batch_size": 8, "lr": 0.003, "warmup_steps": 2,
+                              "checkpoint_every": 0, "progress": False}},
+        "mntp": {"max_length": 64, "lora": {"r": 4, "alpha": 8},
+                 "loop": {"steps": 6, "batch_size": 8, "lr": 0.001, "warmup_steps": 1, "checkpoint_every": 0,
+                          "progress": False}},
+        "contrastive": {"max_length": 64, "lora": {"r": 4, "alpha": 8},
+                        "loop": {"steps": 6, "batch_size": 8, "lr": 0.0005, "warmup_steps": 1,
+                                 "checkpoint_every": 0, "progress": False}},
+    },
+    "embed": {"batch_size": 16},
 }
 
 
@@ -45,6 +60,11 @@ def small_params_tree(root: Path) -> dict:
                          metrics=str(root / "metrics" / "clean.json"))
     tree["variants"].update(input=str(root / "clean"), out=str(root / "variants"),
                             metrics=str(root / "metrics" / "variants.json"), cache=str(root / "variants.sqlite"))
+    tree["encoder"].update(clean=str(root / "clean"), variants=str(root / "variants"), out=str(root / "encoder"),
+                           steps_dir=str(root / "encoder-steps"), metrics=str(root / "metrics" / "encoder.json"))
+    tree["embed"].update(encoder=str(root / "encoder"), clean=str(root / "clean"), variants=str(root / "variants"),
+                         out=str(root / "embeddings"), metrics=str(root / "metrics" / "embed.json"),
+                         cache=str(root / "embed-cache"))
     return tree
 
 
@@ -86,3 +106,11 @@ def variants_dir(small_params, clean_dir) -> Path:
 
     run_variants(small_params.variants, progress=False)
     return Path(small_params.variants.out)
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(small_params, variants_dir) -> Path:
+    from components.encoder.stage import train_encoder
+
+    train_encoder(small_params.encoder)
+    return Path(small_params.encoder.out)

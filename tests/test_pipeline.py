@@ -27,6 +27,10 @@ def _project(root: Path) -> Path:
     tree["clean"].update(input="data/ingested", out="data/clean", metrics="data/metrics/clean.json")
     tree["variants"].update(input="data/clean", out="data/variants", metrics="data/metrics/variants.json",
                             cache="data/cache/variants.sqlite")
+    tree["encoder"].update(clean="data/clean", variants="data/variants", out="data/encoder",
+                           steps_dir="data/encoder-steps", metrics="data/metrics/encoder.json")
+    tree["embed"].update(encoder="data/encoder", clean="data/clean", variants="data/variants",
+                         out="data/embeddings", metrics="data/metrics/embed.json", cache="data/cache/embeddings")
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     return root
 
@@ -90,7 +94,7 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     assert metrics["synth"]["studies"] == 24 and metrics["clean"]["gx_success"]
     assert metrics["variants"]["accepted"] > 0
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants"}
+    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "embed"}
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64
 
     assert "didn't change" in _run(["dvc", "repro"], root).stdout  # nothing to do
@@ -136,6 +140,8 @@ def test_dagster_materializes_assets_with_metadata_and_checks(tmp_path):
     assert checks_run == {"ingest_conservation": True, "ingest_traps_accounted": True,
                           "clean_quality_suite": True, "clean_phi_free": True, "clean_conservation": True,
                           "variants_acceptance": True}
+    assert metadata["text_encoder"]["contrastive_loss"].value.startswith("![loss](data:image/png;base64,")
+    assert metadata["text_embeddings"]["encoded"].value > 0
     variants = metadata["report_variants"]
     assert variants["accepted"].value > 0 and "```diff" in variants["examples"].value
     assert metadata["clean_reports"]["gx_success"].value is True

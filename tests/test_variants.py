@@ -73,7 +73,7 @@ def test_rerun_is_served_from_the_cache(small_params, variants_dir, tmp_path):
 def _count(db) -> int:
     try:
         with sqlite3.connect(db) as c:
-            return c.execute("SELECT COUNT(*) FROM variants").fetchone()[0]
+            return c.execute("SELECT COUNT(*) FROM cache").fetchone()[0]
     except sqlite3.Error:
         return 0
 
