@@ -2,8 +2,8 @@
 
     python bench/encode.py [--n 512] [--naive 64] [--batch-size 32] [--pooling mean]
 
-Model: a random Llama (hidden 256, 4 layers, 4 heads, intermediate 1024, vocab 8000, max_length 256)
-made bidirectional; a byte-level BPE trained on the synthetic reports. Texts: synthetic reports
+Model: a random Llama of the demo size in params.yaml (encoder.pretrain: size, vocab, max length),
+built and tokenized exactly as the pretrain step does, made bidirectional. Texts: synthetic reports
 (sample_truth + render_report + normalize_report, default SynthParams).
 
 Timings are best of two passes. FLOP bound: best-of-3 FLOP/s of one fp32 matmul the size of the MLP's up-projection over a batch,
@@ -21,18 +21,16 @@ import time
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 
 from components.encoder.config import EncoderConfig
 from components.encoder.text_encoder import TextEncoder
-from components.params import SynthParams
+from components.encoder.pretrain import PretrainConfig, build_lm, train_tokenizer
+from components.params import SynthParams, load_params
 from components.reports.normalize import normalize_report
 from components.synth.report import render_report
 from components.synth.truth import sample_truth, subjects_for
 
-DEMO = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-            intermediate_size=1024, vocab_size=8000, max_position_embeddings=512)
+DEMO = PretrainConfig.from_dict(load_params().encoder.pretrain)  # the demo profile of params.yaml
 
 
 def reports(n: int, seed: int = 0) -> list[str]:
@@ -40,16 +38,6 @@ def reports(n: int, seed: int = 0) -> list[str]:
     subjects = subjects_for(n, seed, cfg.studies_per_subject)
     return [normalize_report(render_report(sample_truth(i, subjects[i], seed, cfg),
                                            np.random.default_rng([seed, i, 1]), cfg.noise)) for i in range(n)]
-
-
-def tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<unk>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
 def matmul_flops_per_s(m: int, k: int, n: int, repeats: int = 10) -> float:
@@ -72,9 +60,9 @@ def main() -> None:
     torch.manual_seed(0)
 
     texts = reports(args.n)
-    model = LlamaModel(LlamaConfig(**DEMO)).eval()
-    config = EncoderConfig(pooling=args.pooling, max_length=256)
-    encoder = TextEncoder(model, tokenizer(texts, DEMO["vocab_size"]), config)
+    tokenizer = train_tokenizer(texts, DEMO.vocab_size)
+    config = EncoderConfig(pooling=args.pooling, max_length=DEMO.max_length)
+    encoder = TextEncoder.from_backbone(build_lm(DEMO.size, tokenizer), config, tokenizer=tokenizer)
     encoder.eval()
     encoder.encode(texts[:args.batch_size], batch_size=args.batch_size)  # warm-up
 
@@ -91,11 +79,12 @@ def main() -> None:
     naive_s = time.perf_counter() - start
 
     lengths = np.array([len(r) for r in encoder._token_rows(texts, encoder.config.instruction)[0]])
-    d, layers = DEMO["hidden_size"], DEMO["num_hidden_layers"]
+    d, layers = DEMO.size.hidden, DEMO.size.layers
     dense = sum(p.numel() for n, p in encoder.named_parameters() if "embed_tokens" not in n)
     useful = float(2 * dense * lengths.sum() + 4 * layers * d * (lengths.astype(np.float64) ** 2).sum())
-    peak = max(matmul_flops_per_s(args.batch_size * int(lengths.mean()), d, DEMO["intermediate_size"]) for _ in range(3))
+    peak = max(matmul_flops_per_s(args.batch_size * int(lengths.mean()), d, DEMO.size.intermediate) for _ in range(3))
     print(json.dumps({
+        "model": {"hidden": d, "layers": layers, "vocab": DEMO.vocab_size, "max_length": DEMO.max_length},
         "texts": args.n, "batch_size": args.batch_size, "pooling": args.pooling,
         "threads": torch.get_num_threads(),
         "tokens_mean": round(float(lengths.mean()), 1), "tokens_max": int(lengths.max()), "truncated": truncated,

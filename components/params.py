@@ -215,6 +215,7 @@ class EncoderParams(_Section):
     out: str = "data/encoder"
     steps_dir: str = "data/encoder-steps"  # the pretrained LM and the MNTP model, inputs of the next step
     metrics: str = "data/metrics/encoder.json"
+    loss_plot: str = "data/metrics/encoder_loss.json"  # every step's loss, per phase, for `dvc plots show`
     base_model: str | None = None  # a local Llama/Mistral/Qwen2/Gemma checkpoint; None: pretrain the demo LM
     pretrain: dict = Field(default_factory=dict)
     mntp: dict = Field(default_factory=dict)

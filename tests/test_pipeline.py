@@ -28,7 +28,8 @@ def _project(root: Path) -> Path:
     tree["variants"].update(input="data/clean", out="data/variants", metrics="data/metrics/variants.json",
                             cache="data/cache/variants.sqlite")
     tree["encoder"].update(clean="data/clean", variants="data/variants", out="data/encoder",
-                           steps_dir="data/encoder-steps", metrics="data/metrics/encoder.json")
+                           steps_dir="data/encoder-steps", metrics="data/metrics/encoder.json",
+                           loss_plot="data/metrics/encoder_loss.json")
     tree["embed"].update(encoder="data/encoder", clean="data/clean", variants="data/variants",
                          out="data/embeddings", metrics="data/metrics/embed.json", cache="data/cache/embeddings")
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
@@ -93,6 +94,8 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     assert metrics["ingest"]["conservation_ok"] and metrics["ingest"]["traps_all_accounted"]
     assert metrics["synth"]["studies"] == 24 and metrics["clean"]["gx_success"]
     assert metrics["variants"]["accepted"] > 0
+    plots = _run(["dvc", "plots", "show", "--json"], root).stdout
+    assert "encoder_loss.json" in plots and '"loss"' in plots and "errors" not in json.loads(plots)
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "embed"}
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64

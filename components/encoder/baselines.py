@@ -104,7 +104,8 @@ class BertBaselineConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "BertBaselineConfig":
         d = dict(d)
-        contrastive = {"family": "bert", "lora": {"targets": list(BERT_LORA_TARGETS)}, **d.pop("contrastive", {})}
+        contrastive = {"family": "bert", **d.pop("contrastive", {})}
+        contrastive["lora"] = {"targets": list(BERT_LORA_TARGETS), **contrastive.get("lora", {})}
         return cls(size=LMSize(**d.pop("size", {})), loop=LoopConfig(**d.pop("loop", {})),
                    contrastive=ContrastiveConfig.from_dict(contrastive), **d)
 

@@ -33,13 +33,13 @@ def _configs(p: EncoderParams):
         raise ValueError(f"invalid encoder params: {e}") from None
 
 
-def _last_loss(run_dir: Path) -> float | None:
+def _curve(run_dir: Path, phase: str) -> list[dict]:
+    """(step, loss) rows of a training step's metrics.jsonl, for DVC plots and the summary."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
-        return None
-    losses = [json.loads(line).get("loss") for line in path.read_text().splitlines() if line.strip()]
-    losses = [x for x in losses if x is not None]
-    return round(losses[-1], 4) if losses else None
+        return []
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [{"phase": phase, "step": r["step"], "loss": round(r["loss"], 5)} for r in rows if "loss" in r]
 
 
 def train_encoder(p: EncoderParams) -> dict:
@@ -56,13 +56,15 @@ def train_encoder(p: EncoderParams) -> dict:
     base = Path(p.base_model) if p.base_model else run_pretrain(pretrain, p.clean, steps / "pretrained")
     adapted = run_mntp(mntp, p.clean, base, steps / "mntp")
     evaluation = run_contrastive(contrastive, p.clean, p.variants, adapted, p.out)
+    curves = {phase: _curve(d, phase) for phase, d in (("pretrain", steps / "pretrained"), ("mntp", steps / "mntp"),
+                                                        ("contrastive", Path(p.out))) if phase != "pretrain" or not p.base_model}
     summary = {
         "base_model": str(base), "pretrained_here": not p.base_model,
-        "final_loss": {"pretrain": _last_loss(steps / "pretrained") if not p.base_model else None,
-                       "mntp": _last_loss(steps / "mntp"), "contrastive": _last_loss(Path(p.out))},
+        "final_loss": {phase: rows[-1]["loss"] if rows else None for phase, rows in curves.items()},
         "evaluation": evaluation, "seconds": round(time.perf_counter() - start, 1),
     }
     write_json(p.metrics, summary)
+    write_json(p.loss_plot, [row for rows in curves.values() for row in rows])
     return summary
 
 
