@@ -124,8 +124,8 @@ def robustness_table(encoders: dict, clean_dir: str | Path, variants_dir: str | 
     not an encoder (e.g. a {"status": "missing", ...} dict) is passed through as that encoder's row."""
     rs = load_robustness_set(clean_dir, variants_dir, split, seed)
     rows = {name: evaluate(enc, rs, batch_size) if hasattr(enc, "encode") else enc for name, enc in encoders.items()}
-    return {"split": split, "gallery": len(rs.gallery), "chance": {"error_discrimination_acc": 1 / (1 + ERROR_CANDIDATES),
-            "r_at_1": round(1 / len(rs.gallery), 4)}, "encoders": rows}
+    chance = {"error_discrimination_acc": 1 / (1 + ERROR_CANDIDATES), "r_at_1": round(1 / len(rs.gallery), 4)}
+    return {"split": split, "gallery": len(rs.gallery), "chance": chance, "encoders": rows}
 
 
 def load_encoders(encoder_dir: str | Path | None, bert_dir: str | Path | None, minilm: bool = True,

@@ -171,6 +171,20 @@ def encoder_train(params: ParamsFile = None, set_: Sets = None):
     _print(summary)
 
 
+@encoder_app.command("baseline")
+def encoder_baseline(params: ParamsFile = None, set_: Sets = None):
+    """Train the BERT baseline of the same size and data budget (MLM, then the same contrastive step)."""
+    with user_errors():
+        p = load(params, set_)
+        from components.encoder.stage import train_baseline
+
+        summary = train_baseline(p.encoder)
+    from components.stage_metadata import report_baseline
+
+    report_baseline(p, summary)
+    _print(summary)
+
+
 @encoder_app.command("embed")
 def encoder_embed(params: ParamsFile = None, set_: Sets = None):
     """Embed every clean report and accepted variant (cached per encoder content hash)."""

@@ -216,6 +216,8 @@ class EncoderParams(_Section):
     steps_dir: str = "data/encoder-steps"  # the pretrained LM and the MNTP model, inputs of the next step
     metrics: str = "data/metrics/encoder.json"
     loss_plot: str = "data/metrics/encoder_loss.json"  # every step's loss, per phase, for `dvc plots show`
+    baseline: str = "data/baselines/bert"  # the same-size, same-budget BERT (MLM + the same contrastive step)
+    baseline_metrics: str = "data/metrics/baselines.json"
     base_model: str | None = None  # a local Llama/Mistral/Qwen2/Gemma checkpoint; None: pretrain the demo LM
     pretrain: dict = Field(default_factory=dict)
     mntp: dict = Field(default_factory=dict)

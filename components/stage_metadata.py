@@ -128,3 +128,12 @@ def report_embed(params, summary: dict) -> None:
         return
     report_materialization({k: summary[k] for k in ("encoder_hash", "dim", "reports", "variants", "encoded",
                                                      "from_cache", "seconds")} | _provenance(params, "embed"))
+
+
+def report_baseline(params, summary: dict) -> None:
+    if not under_dagster():
+        return
+    ev = summary["evaluation"]
+    rows = [{"split": s, "R@1 before": b, "R@1 after": ev["r_at_1_after"].get(s)} for s, b in ev["r_at_1_before"].items()]
+    report_materialization({"evaluation": md(md_table(rows)), "mlm_steps": summary["mlm_steps"],
+                            "seconds": summary["seconds"], **_provenance(params, "encoder")})

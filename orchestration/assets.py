@@ -36,6 +36,8 @@ STAGES = (
           "Equivalent rewrites (positives) and single-error rewrites (hard negatives), each re-labelled and gated."),
     Stage("text_encoder", "encoder", ("clean_reports", "report_variants"), "encoder",
           "LLM2VEC4CXR: bidirectional LM adapted with MNTP and supervised contrastive learning (LoRA, merged)."),
+    Stage("baseline_encoders", "baselines", ("clean_reports", "report_variants"), "encoder",
+          "BERT baseline of the same size and data budget (MLM + the same contrastive step); MiniLM ships ready."),
     Stage("text_embeddings", "embed", ("text_encoder", "clean_reports", "report_variants"), "encoder",
           "Embeddings of every clean report and accepted variant, cached per encoder content hash."),
 )

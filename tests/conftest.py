@@ -62,7 +62,9 @@ def small_params_tree(root: Path) -> dict:
                             metrics=str(root / "metrics" / "variants.json"), cache=str(root / "variants.sqlite"))
     tree["encoder"].update(clean=str(root / "clean"), variants=str(root / "variants"), out=str(root / "encoder"),
                            steps_dir=str(root / "encoder-steps"), metrics=str(root / "metrics" / "encoder.json"),
-                           loss_plot=str(root / "metrics" / "encoder_loss.json"))
+                           loss_plot=str(root / "metrics" / "encoder_loss.json"),
+                           baseline=str(root / "baselines" / "bert"),
+                           baseline_metrics=str(root / "metrics" / "baselines.json"))
     tree["embed"].update(encoder=str(root / "encoder"), clean=str(root / "clean"), variants=str(root / "variants"),
                          out=str(root / "embeddings"), metrics=str(root / "metrics" / "embed.json"),
                          cache=str(root / "embed-cache"))

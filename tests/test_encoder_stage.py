@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.encoder.stage import embed, train_encoder
+from components.encoder.stage import embed, train_baseline, train_encoder
 
 
 def test_train_writes_a_loadable_encoder_with_metrics(encoder_dir, small_params):
@@ -48,3 +48,14 @@ def test_missing_inputs_are_clear_errors(small_params, tmp_path):
         train_encoder(small_params.encoder.model_copy(update={"pretrain": {"bogus": 1}}))
     with pytest.raises(FileNotFoundError, match="cxr encoder train"):
         embed(small_params.embed.model_copy(update={"encoder": str(tmp_path / "nowhere")}))
+
+
+def test_bert_baseline_matches_the_llm_budget_and_loads(small_params, variants_dir):
+    from components.encoder.text_encoder import TextEncoder
+
+    summary = train_baseline(small_params.encoder)
+    enc = small_params.encoder
+    assert summary["mlm_steps"] == enc.pretrain["loop"]["steps"] + enc.mntp["loop"]["steps"]
+    encoder = TextEncoder.load(enc.baseline)
+    assert encoder.config.family == "bert" and encoder.backbone.config.hidden_size == enc.pretrain["size"]["hidden"]
+    assert encoder.encode(["No pneumothorax."]).shape[0] == 1

@@ -29,7 +29,8 @@ def _project(root: Path) -> Path:
                             cache="data/cache/variants.sqlite")
     tree["encoder"].update(clean="data/clean", variants="data/variants", out="data/encoder",
                            steps_dir="data/encoder-steps", metrics="data/metrics/encoder.json",
-                           loss_plot="data/metrics/encoder_loss.json")
+                           loss_plot="data/metrics/encoder_loss.json", baseline="data/baselines/bert",
+                           baseline_metrics="data/metrics/baselines.json")
     tree["embed"].update(encoder="data/encoder", clean="data/clean", variants="data/variants",
                          out="data/embeddings", metrics="data/metrics/embed.json", cache="data/cache/embeddings")
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
@@ -97,7 +98,7 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     plots = _run(["dvc", "plots", "show", "--json"], root).stdout
     assert "encoder_loss.json" in plots and '"loss"' in plots and "errors" not in json.loads(plots)
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "embed"}
+    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "baselines", "embed"}
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64
 
     assert "didn't change" in _run(["dvc", "repro"], root).stdout  # nothing to do
@@ -145,6 +146,7 @@ def test_dagster_materializes_assets_with_metadata_and_checks(tmp_path):
                           "variants_acceptance": True}
     assert metadata["text_encoder"]["contrastive_loss"].value.startswith("![loss](data:image/png;base64,")
     assert metadata["text_embeddings"]["encoded"].value > 0
+    assert "R@1 after" in metadata["baseline_encoders"]["evaluation"].value
     variants = metadata["report_variants"]
     assert variants["accepted"].value > 0 and "```diff" in variants["examples"].value
     assert metadata["clean_reports"]["gx_success"].value is True

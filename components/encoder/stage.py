@@ -68,6 +68,23 @@ def train_encoder(p: EncoderParams) -> dict:
     return summary
 
 
+def train_baseline(p: EncoderParams) -> dict:
+    """The fair comparison of recipes: a BERT of the demo LLM's size and data budget, MLM-pretrained
+    (pretrain + MNTP steps) then trained with the same contrastive step and triples."""
+    from components.encoder.baselines import BertBaselineConfig, run_bert_baseline
+
+    pretrain, mntp, contrastive = _configs(p)
+    if not Path(p.variants).exists():
+        raise FileNotFoundError(f"{p.variants} not found: run `cxr variants` first")
+    start = time.perf_counter()
+    result = run_bert_baseline(BertBaselineConfig.matching(pretrain, mntp, contrastive), p.clean, p.variants,
+                               p.baseline)
+    summary = {"encoder": p.baseline, "mlm_steps": result["mlm"].get("steps"),
+               "evaluation": result["contrastive"], "seconds": round(time.perf_counter() - start, 1)}
+    write_json(p.baseline_metrics, summary)
+    return summary
+
+
 def _encode_cached(encoder, texts: list[str], cache: SqliteCache, batch_size: int) -> tuple[np.ndarray, int]:
     """Embeddings of `texts`, encoding only those the cache lacks; returns (matrix, how many encoded)."""
     keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]

@@ -71,7 +71,7 @@ class TextEncoder(nn.Module):
                 model = getattr(model, model.base_model_prefix, model)
             if tokenizer is None:
                 raise ValueError("from_backbone(model, ...) needs the model's tokenizer")
-        return cls(model, tokenizer, config)
+        return cls(model, tokenizer, config).eval()  # inference by default; training calls .train()
 
     @classmethod
     def load(cls, path, device=None) -> "TextEncoder":
@@ -91,6 +91,7 @@ class TextEncoder(nn.Module):
         encoder = cls(backbone, tokenizer, config)
         if encoder.latent_attn is not None:
             encoder.latent_attn.load_state_dict({k: v.to(backbone.dtype) for k, v in latent_state.items()})
+        encoder.eval()  # dropout off: a loaded encoder is for inference unless a trainer says otherwise
         return encoder.to(device) if device is not None else encoder
 
     def save(self, path) -> None:
