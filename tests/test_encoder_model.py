@@ -144,6 +144,9 @@ def test_encode_contract(pooling):
     assert np.allclose(np.linalg.norm(four, axis=1), 1, atol=1e-5)
     assert np.abs(one - four).max() < 1e-5
     assert np.abs(enc.encode(TEXTS, instruction="Find the matching report") - four).max() > 1e-3
+    assert not enc.training  # built for inference
+    enc.train()
+    enc.encode(TEXTS[:1])
     assert enc.training  # encode restores the mode it found
 
 
