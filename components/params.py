@@ -218,6 +218,9 @@ class EncoderParams(_Section):
     loss_plot: str = "data/metrics/encoder_loss.json"  # every step's loss, per phase, for `dvc plots show`
     baseline: str = "data/baselines/bert"  # the same-size, same-budget BERT (MLM + the same contrastive step)
     baseline_metrics: str = "data/metrics/baselines.json"
+    # Same steps, batch and length as the LLM; only the MLM learning rate is the architecture's own:
+    # post-LN BERT stalls at the decoder's 3e-3 (MLM loss stuck near unigram level).
+    baseline_mlm_lr: float = Field(5e-4, gt=0)
     base_model: str | None = None  # a local Llama/Mistral/Qwen2/Gemma checkpoint; None: pretrain the demo LM
     pretrain: dict = Field(default_factory=dict)
     mntp: dict = Field(default_factory=dict)

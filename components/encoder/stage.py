@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,11 @@ def train_baseline(p: EncoderParams) -> dict:
     if not Path(p.variants).exists():
         raise FileNotFoundError(f"{p.variants} not found: run `cxr variants` first")
     start = time.perf_counter()
-    result = run_bert_baseline(BertBaselineConfig.matching(pretrain, mntp, contrastive), p.clean, p.variants,
-                               p.baseline)
-    summary = {"encoder": p.baseline, "mlm_steps": result["mlm"].get("steps"),
+    cfg = BertBaselineConfig.matching(pretrain, mntp, contrastive)
+    cfg = replace(cfg, loop=replace(cfg.loop, lr=p.baseline_mlm_lr))
+    result = run_bert_baseline(cfg, p.clean, p.variants, p.baseline)
+    summary = {"encoder": p.baseline, "mlm_steps": result["mlm"].get("steps"), "mlm_lr": p.baseline_mlm_lr,
+               "mlm_final_loss": result["mlm"].get("final_loss"),
                "evaluation": result["contrastive"], "seconds": round(time.perf_counter() - start, 1)}
     write_json(p.baseline_metrics, summary)
     return summary
