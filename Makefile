@@ -27,7 +27,8 @@ demo: setup  ## run the pipeline on the embedded synthetic data (dvc repro), the
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
-test: setup  ## run the test suite
+test: setup  ## lint, then run the whole test suite (`pytest -m "not slow"` skips the end-to-end runs)
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 ui: setup  ## the Dagster UI on http://127.0.0.1:3000 (materialize assets there)

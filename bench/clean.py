@@ -23,7 +23,7 @@ from components.reports.labeler import label_report
 from components.reports.normalize import normalize_report
 from components.reports.sections import labelable_text, parse_sections
 from components.synth.phi import plant_report_phi
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth, subjects_for
 
 

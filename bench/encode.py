@@ -24,13 +24,13 @@ import torch
 
 from components.encoder.config import EncoderConfig
 from components.encoder.text_encoder import TextEncoder
-from components.encoder.pretrain import PretrainConfig, build_lm, train_tokenizer
+from components.encoder.pretrain import build_lm, train_tokenizer
 from components.params import SynthParams, load_params
 from components.reports.normalize import normalize_report
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth, subjects_for
 
-DEMO = PretrainConfig.from_dict(load_params().encoder.pretrain)  # the demo profile of params.yaml
+DEMO = load_params().encoder.pretrain  # the demo profile of params.yaml
 
 
 def reports(n: int, seed: int = 0) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 from components.chexpert import LABEL_VALUES, OBSERVATIONS
 from components.params import SynthParams
 from components.reports.labeler import label_report
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth
 
 

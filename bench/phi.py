@@ -25,7 +25,7 @@ import numpy as np
 from components.params import SynthParams
 from components.privacy.phi import PhiSpan, detect_phi
 from components.synth.phi import plant_report_phi
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth
 
 # Presidio entity -> our kind, so kind accuracy is comparable.

@@ -23,7 +23,7 @@ import numpy as np
 
 from components.params import SynthParams
 from components.reports.normalize import normalize_report
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth
 from components.variants.base import EQUIVALENT_KINDS, ERROR_CATEGORIES, ERROR_KIND, VariantRequest
 from components.variants.openai_backend import OpenAIBackend

@@ -1,12 +1,13 @@
-"""`cxr`: one subcommand per pipeline stage. DVC stages and Dagster assets call exactly these.
+"""`cxr`: one subcommand per pipeline stage, generated from the stage declarations (components/stages).
 
-Every subcommand reads params.yaml (or --params FILE), applies repeated `--set section.key=value`,
-and then its own options, which are shorthands for --set. Heavy libraries are imported inside the
-subcommand that needs them, so `cxr --help` stays instant.
+Every stage command reads params.yaml (or --params FILE), applies repeated `--set section.key=value`,
+then its own options, which are shorthands for --set. DVC stages and Dagster assets call exactly these
+commands. Heavy libraries are imported inside the stage that needs them, so `cxr --help` stays instant.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from components.stages import ORDER, module
 
 app = typer.Typer(help=__doc__.split("\n")[0], no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -62,141 +65,64 @@ def _print(summary: dict) -> None:
     sys.stdout.write("\n")
 
 
-@app.command()
-def synth(
-    n_studies: Annotated[Optional[int], typer.Option("--n-studies", help="number of studies")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="output folder (MIMIC-CXR layout)")] = None,
-    params: ParamsFile = None,
-    set_: Sets = None,
-):
-    """Generate a synthetic MIMIC-CXR-style archive: DICOMs, reports, truth table, planted traps."""
-    with user_errors():
-        p = load(params, set_, **{"synth.n_studies": n_studies, "synth.seed": seed,
-                                  "synth.out": str(out) if out else None})
-        from components.synth.generate import generate
+def run_stage(name: str, params) -> dict:
+    """Run one stage on its declared params view, report its Dagster metadata (a no-op outside Dagster)."""
+    from components.pipes import report_materialization, under_dagster
+    from components.stages import ScopedParams
+    from components.stages.code import code_version
 
-        summary = generate(p.synth)
-    from components.stage_metadata import report_synth
-
-    report_synth(p, summary)
-    _print(summary)
+    stage_module = module(name)
+    scoped = ScopedParams(params, stage_module.STAGE.params)
+    summary = stage_module.run(scoped)
+    if under_dagster():
+        report_materialization({**stage_module.metadata(scoped, summary), "params_hash": scoped.digest(),
+                                "code_version": code_version(name),
+                                "params": {"raw_value": scoped.values(), "type": "json"}})
+    return summary
 
 
-@app.command()
-def ingest(
-    source: Annotated[Optional[str], typer.Option(help="synth | mimic | chexpert-plus | openi | manifest")] = None,
-    input: Annotated[Optional[Path], typer.Option("--input", help="dataset root (or manifest CSV)")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="output folder")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="decoding processes")] = None,
-    params: ParamsFile = None,
-    set_: Sets = None,
-):
-    """Read a dataset into studies.parquet, image shards, quarantine.parquet and summary.json."""
-    with user_errors():
-        p = load(params, set_, **{"ingest.source": source, "ingest.input": str(input) if input else None,
-                                  "ingest.out": str(out) if out else None, "ingest.workers": workers})
-        from components.ingest.run import ingest as run_ingest
+def _stage_command(name: str):
+    stage = module(name).STAGE
 
-        summary = run_ingest(p.ingest)
-    from components.stage_metadata import report_ingest
+    def command(params: ParamsFile = None, set_: Sets = None, **options):
+        with user_errors():
+            p = load(params, set_, **{opt.key: options[_arg(opt)] for opt in stage.options})
+            summary = run_stage(name, p)
+        _print(summary)
+        if summary.get("conservation_ok") is False:
+            typer.echo("error: conservation failed: rows in != rows out + quarantined", err=True)
+            raise typer.Exit(1)
 
-    report_ingest(p, summary)
-    _print(summary)
-    if not summary["conservation_ok"]:
-        typer.echo("error: conservation failed: rows in != rows out + quarantined", err=True)
-        raise typer.Exit(1)
+    extra = [inspect.Parameter(_arg(opt), inspect.Parameter.KEYWORD_ONLY, default=None,
+                               annotation=Annotated[Optional[opt.type], typer.Option(opt.flag, help=opt.help)])
+             for opt in stage.options]
+    base = [inspect.Parameter("params", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ParamsFile),
+            inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Sets)]
+    command.__signature__ = inspect.Signature(base + extra)
+    command.__doc__ = f"{stage.description} [DVC stage `{name}`, Dagster asset `{stage.asset}`]"
+    return command
 
 
-@app.command()
-def clean(
-    input: Annotated[Optional[Path], typer.Option("--input", help="ingest output folder")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="output folder")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="processes")] = None,
-    params: ParamsFile = None,
-    set_: Sets = None,
-):
-    """Clean, de-identify, label and validate reports: reports.parquet, quarantine, GX results."""
-    with user_errors():
-        p = load(params, set_, **{"clean.input": str(input) if input else None,
-                                  "clean.out": str(out) if out else None, "clean.workers": workers})
-        from components.reports.clean import clean as run_clean
-
-        summary = run_clean(p.clean)
-    from components.stage_metadata import report_clean
-
-    report_clean(p, summary)
-    _print(summary)
-    if not summary["conservation_ok"]:
-        typer.echo("error: conservation failed: rows in != rows out + quarantined", err=True)
-        raise typer.Exit(1)
+def _arg(option) -> str:
+    return option.flag.lstrip("-").replace("-", "_")
 
 
-@app.command()
-def variants(
-    input: Annotated[Optional[Path], typer.Option("--input", help="clean stage output folder")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="output folder")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="rules | hf | openai")] = None,
-    params: ParamsFile = None,
-    set_: Sets = None,
-):
-    """Generate equivalent and single-error report variants, validated by re-labelling."""
-    with user_errors():
-        p = load(params, set_, **{"variants.input": str(input) if input else None,
-                                  "variants.out": str(out) if out else None, "variants.backend": backend})
-        from components.variants.run import run_variants
-
-        summary = run_variants(p.variants)
-    from components.stage_metadata import report_variants
-
-    report_variants(p, summary)
-    _print(summary)
+for _name in ORDER:
+    app.command(name=_name)(_stage_command(_name))
 
 
-encoder_app = typer.Typer(help="LLM2VEC4CXR: train the text encoder, embed reports.", no_args_is_help=True)
-app.add_typer(encoder_app, name="encoder")
+@app.command("stages")
+def stages(write_dvc: Annotated[bool, typer.Option("--write-dvc", help="regenerate dvc.yaml")] = False):
+    """List the stages (CLI/DVC name, Dagster asset, group, upstream), or regenerate dvc.yaml from them."""
+    from components.stages import all_stages
+    from components.stages.dvcfile import dvc_yaml
 
-
-@encoder_app.command("train")
-def encoder_train(params: ParamsFile = None, set_: Sets = None):
-    """Pretrain the demo LM (unless encoder.base_model is set), MNTP with LoRA, then supervised contrastive."""
-    with user_errors():
-        p = load(params, set_)
-        from components.encoder.stage import train_encoder
-
-        summary = train_encoder(p.encoder)
-    from components.stage_metadata import report_encoder
-
-    report_encoder(p, summary)
-    _print(summary)
-
-
-@encoder_app.command("baseline")
-def encoder_baseline(params: ParamsFile = None, set_: Sets = None):
-    """Train the BERT baseline of the same size and data budget (MLM, then the same contrastive step)."""
-    with user_errors():
-        p = load(params, set_)
-        from components.encoder.stage import train_baseline
-
-        summary = train_baseline(p.encoder)
-    from components.stage_metadata import report_baseline
-
-    report_baseline(p, summary)
-    _print(summary)
-
-
-@encoder_app.command("embed")
-def encoder_embed(params: ParamsFile = None, set_: Sets = None):
-    """Embed every clean report and accepted variant (cached per encoder content hash)."""
-    with user_errors():
-        p = load(params, set_)
-        from components.encoder.stage import embed
-
-        summary = embed(p.embed)
-    from components.stage_metadata import report_embed
-
-    report_embed(p, summary)
-    _print(summary)
+    if write_dvc:
+        Path("dvc.yaml").write_text(dvc_yaml())
+        typer.echo("wrote dvc.yaml")
+        return
+    for s in all_stages():
+        typer.echo(f"{s.name:<10} {s.asset:<18} {s.group:<9} {s.description}")
 
 
 @app.callback()

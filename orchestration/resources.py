@@ -1,9 +1,8 @@
-"""Where the project lives and how a stage's command is built: from dvc.yaml, never re-typed."""
+"""Where the project lives and how a stage's command is built (`cxr <stage>`, as in dvc.yaml)."""
 
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -27,12 +26,14 @@ class CxrProject(ConfigurableResource):
 
         return load_params(self.path / self.params_file)
 
-    def command(self, dvc_stage: str, overrides: dict[str, str] | None = None) -> list[str]:
-        """The DVC stage's `cmd`, plus this run's params file and --set overrides."""
-        stages = yaml.safe_load((self.path / "dvc.yaml").read_text())["stages"]
-        argv = shlex.split(stages[dvc_stage]["cmd"])
-        if argv[0] == "cxr":  # the venv's script, even when its bin/ is not on PATH
-            argv[0] = shutil.which("cxr") or str(Path(sys.executable).with_name("cxr"))
+    def params_tree(self) -> dict:
+        file = self.path / self.params_file
+        return yaml.safe_load(file.read_text()) if file.exists() else {}
+
+    def command(self, stage: str, overrides: dict[str, str] | None = None) -> list[str]:
+        """The stage's command, plus this run's params file and --set overrides."""
+        cxr = shutil.which("cxr") or str(Path(sys.executable).with_name("cxr"))  # the venv's, even off PATH
+        argv = [cxr, stage]
         if self.params_file != "params.yaml":
             argv += ["--params", self.params_file]
         for key, value in (overrides or {}).items():

@@ -50,25 +50,22 @@ def _merge(dst: dict, src: dict) -> None:
             dst[key] = value
 
 
+def rewire(node, root: Path):
+    """Every project path in a params tree (data/..., .cxr/...) moved under `root`, whatever the stage."""
+    if isinstance(node, dict):
+        return {k: rewire(v, root) for k, v in node.items()}
+    if isinstance(node, str) and node.split("/")[0] in PROJECT_DIRS:
+        return str(root / node.split("/", 1)[1]) if "/" in node else str(root)
+    return node
+
+
+PROJECT_DIRS = ("data", ".cxr")
+
+
 def small_params_tree(root: Path) -> dict:
     tree = yaml.safe_load((REPO / "params.yaml").read_text())
     _merge(tree, SMALL)
-    tree["synth"].update(out=str(root / "raw"), metrics=str(root / "metrics" / "synth.json"))
-    tree["ingest"].update(input=str(root / "raw"), out=str(root / "ingested"),
-                          metrics=str(root / "metrics" / "ingest.json"))
-    tree["clean"].update(input=str(root / "ingested"), out=str(root / "clean"),
-                         metrics=str(root / "metrics" / "clean.json"))
-    tree["variants"].update(input=str(root / "clean"), out=str(root / "variants"),
-                            metrics=str(root / "metrics" / "variants.json"), cache=str(root / "variants.sqlite"))
-    tree["encoder"].update(clean=str(root / "clean"), variants=str(root / "variants"), out=str(root / "encoder"),
-                           steps_dir=str(root / "encoder-steps"), metrics=str(root / "metrics" / "encoder.json"),
-                           loss_plot=str(root / "metrics" / "encoder_loss.json"),
-                           baseline=str(root / "baselines" / "bert"),
-                           baseline_metrics=str(root / "metrics" / "baselines.json"))
-    tree["embed"].update(encoder=str(root / "encoder"), clean=str(root / "clean"), variants=str(root / "variants"),
-                         out=str(root / "embeddings"), metrics=str(root / "metrics" / "embed.json"),
-                         cache=str(root / "embed-cache"))
-    return tree
+    return rewire(tree, root)
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +110,7 @@ def variants_dir(small_params, clean_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def encoder_dir(small_params, variants_dir) -> Path:
-    from components.encoder.stage import train_encoder
+    from components.encoder.training import train_encoder
 
     train_encoder(small_params.encoder)
     return Path(small_params.encoder.out)

@@ -8,8 +8,19 @@ import pandas as pd
 import pytest
 
 from components.chexpert import OBSERVATIONS
-from components.reports import verify
 from components.reports.clean import clean
+from components.stages import clean as stage
+
+
+def _checks(clean_dir, ingest_dir=None):
+    """The clean stage's asset checks on a given output (absolute paths: the project root is unused)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    params = SimpleNamespace(clean=SimpleNamespace(out=str(clean_dir), input=str(ingest_dir)))
+    return SimpleNamespace(conservation=lambda: stage.check_clean_conservation(params, Path("/")),
+                           phi_free=lambda: stage.check_clean_phi_free(params, Path("/")),
+                           quality=lambda: stage.check_clean_quality_suite(params, Path("/")))
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +50,10 @@ def test_report_phi_traps_quarantined_and_clean_reports_kept(outputs):
 
 
 def test_conservation_and_checks_pass(outputs, clean_dir, ingest_dir):
-    assert verify.conservation(clean_dir, ingest_dir)["ok"]
-    assert verify.phi_free(clean_dir)["passed"]
-    gx = verify.quality(clean_dir)
-    assert gx["success"], gx["failed"]
+    assert _checks(clean_dir, ingest_dir).conservation()["passed"]
+    assert _checks(clean_dir).phi_free()["passed"]
+    gx = _checks(clean_dir).quality()
+    assert gx["passed"], gx["failed_expectations"]
     assert (clean_dir / "gx" / "data_docs" / "index.html").exists()
 
 
@@ -72,14 +83,14 @@ def test_redact_policy_keeps_phi_studies_without_phi(small_params, tmp_path, out
     redacted = reports[reports["study_id"].isin(planted)]
     assert len(redacted) == len(planted) and (redacted["phi_redacted"] > 0).all()
     assert redacted["text"].str.contains("[DEID]", regex=False).all()
-    assert verify.phi_free(out)["passed"] and summary["quality"]["success"]
+    assert _checks(out).phi_free()["passed"] and summary["quality"]["success"]
 
 
 def test_off_policy_lets_phi_through_and_both_gates_fail(small_params, tmp_path):
     summary, out = _variant(small_params, tmp_path, phi_policy="off")
-    assert not verify.phi_free(out)["passed"]
+    assert not _checks(out).phi_free()["passed"]
     assert not summary["quality"]["success"]
-    assert any("phi_spans" in json.dumps(f) for f in verify.quality(out)["failed"])
+    assert any("phi_spans" in json.dumps(f) for f in _checks(out).quality()["failed_expectations"])
 
 
 def test_dicom_flags_from_ingest_follow_the_policy(small_params, synth_dir, tmp_path):

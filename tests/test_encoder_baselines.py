@@ -13,10 +13,8 @@ import torch
 
 from components.encoder.baselines import (BERT_LORA_TARGETS, BertBaselineConfig, load_minilm, minilm_dir,
                                           mlm_dir_for, run_bert_baseline)
-from components.encoder.contrastive import ContrastiveConfig
-from components.encoder.mntp import LoraSettings, MNTPConfig
-from components.encoder.pretrain import LMSize, PretrainConfig
-from components.encoder.train_loop import LoopConfig, read_metrics
+from components.encoder.train_loop import read_metrics
+from components.params import ContrastiveConfig, LMSize, LoopConfig, LoraSettings, MNTPConfig, PretrainConfig
 
 TINY = LMSize(hidden=32, layers=2, heads=2, kv_heads=2, intermediate=64, max_positions=128)
 
@@ -77,7 +75,7 @@ def test_matching_config_has_the_llm_budget():
     cfg = BertBaselineConfig.matching(pre, MNTPConfig(loop=LoopConfig(steps=300, batch_size=16)), ContrastiveConfig())
     assert cfg.loop.steps == 900 and cfg.loop.batch_size == 16 and cfg.size == TINY
     assert cfg.contrastive.family == "bert" and cfg.contrastive.lora.targets == BERT_LORA_TARGETS
-    again = BertBaselineConfig.from_dict(json.loads(json.dumps(__import__("dataclasses").asdict(cfg))))
+    again = BertBaselineConfig.model_validate(json.loads(json.dumps(cfg.model_dump(mode="json"))))
     assert again == cfg
 
 

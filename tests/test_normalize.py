@@ -7,7 +7,7 @@ import pytest
 
 from components.params import SynthNoise, SynthParams
 from components.reports.normalize import DEID_TOKEN, count_placeholders, normalize_report
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth
 
 WRAPPED = """\

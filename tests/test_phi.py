@@ -12,7 +12,7 @@ from components.params import SynthParams
 from components.privacy import phi
 from components.privacy.phi import KINDS, PhiSpan, detect_phi, redact
 from components.synth.phi import plant_report_phi
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth
 
 N = 1000

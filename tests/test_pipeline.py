@@ -1,18 +1,21 @@
-"""The three doors agree: DVC stages, Dagster assets and the CLI run the same stages on real data."""
+"""The three doors agree: DVC stages, Dagster assets and the CLI run the same stages on real data.
+Each test here materializes a tiny project end to end: marked slow (`pytest -m "not slow"` skips them)."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from tests.conftest import REPO, small_params_tree
+
+pytestmark = pytest.mark.slow
 
 
 def _project(root: Path) -> Path:
@@ -22,55 +25,30 @@ def _project(root: Path) -> Path:
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
     tree = small_params_tree(Path("data"))
-    tree["synth"].update(out="data/raw/synth", metrics="data/metrics/synth.json", n_studies=24)
-    tree["ingest"].update(input="data/raw/synth", out="data/ingested", metrics="data/metrics/ingest.json")
-    tree["clean"].update(input="data/ingested", out="data/clean", metrics="data/metrics/clean.json")
-    tree["variants"].update(input="data/clean", out="data/variants", metrics="data/metrics/variants.json",
-                            cache="data/cache/variants.sqlite")
-    tree["encoder"].update(clean="data/clean", variants="data/variants", out="data/encoder",
-                           steps_dir="data/encoder-steps", metrics="data/metrics/encoder.json",
-                           loss_plot="data/metrics/encoder_loss.json", baseline="data/baselines/bert",
-                           baseline_metrics="data/metrics/baselines.json")
-    tree["embed"].update(encoder="data/encoder", clean="data/clean", variants="data/variants",
-                         out="data/embeddings", metrics="data/metrics/embed.json", cache="data/cache/embeddings")
+    tree["synth"]["n_studies"] = 24
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     return root
 
 
-def _resolve(text: str, params: dict) -> str:
-    """DVC's ${section.key} templating, enough for our dvc.yaml."""
-    def value(match):
-        node = params
-        for key in match.group(1).split("."):
-            node = node[key]
-        return str(node)
-    return re.sub(r"\$\{([^}]+)\}", value, text)
+def _resources(root: Path) -> dict:
+    from dagster import PipesSubprocessClient
+
+    from orchestration.resources import CxrProject
+
+    return {"pipes": PipesSubprocessClient(), "project": CxrProject(root=str(root))}
 
 
-def _dvc_graph(root: Path) -> dict[str, set[str]]:
-    """Stage -> upstream stages, from which stage's outs each stage's deps fall under."""
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    outs = {name: [_resolve(next(iter(o)) if isinstance(o, dict) else o, params) for o in s.get("outs", [])]
-            for name, s in stages.items()}
-    graph = {}
-    for name, stage in stages.items():
-        deps = [_resolve(d, params) for d in stage.get("deps", [])]
-        graph[name] = {other for other, paths in outs.items() if other != name
-                       for p in paths for d in deps if d == p or d.startswith(p.rstrip("/") + "/")}
-    return graph
+def _assets(resources: dict, names: tuple[str, ...] | None = None) -> list:
+    from orchestration.assets import build_assets
+
+    assets = build_assets(resources["project"].params_tree())
+    return [a for a in assets if names is None or a.key.to_user_string() in names]
 
 
-def test_dagster_asset_graph_matches_dvc_stage_graph():
-    from orchestration.definitions import defs
+def _checks(*names: str) -> list:
+    from orchestration.checks import checks
 
-    asset_graph = defs.resolve_asset_graph()
-    stage_of = {}
-    for key in asset_graph.get_all_asset_keys():
-        stage_of[key] = asset_graph.get(key).tags["dvc_stage"]
-    dagster_edges = {stage_of[k]: {stage_of[p] for p in asset_graph.get(k).parent_keys} for k in stage_of}
-    assert dagster_edges == _dvc_graph(REPO)
-    assert set(dagster_edges) == set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    return [c for c in checks if not names or c.check_key.name in names]
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -79,7 +57,7 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     root = _project(tmp_path / "project")
     _run(["git", "init", "-q"], root)
@@ -102,32 +80,39 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64
 
     assert "didn't change" in _run(["dvc", "repro"], root).stdout  # nothing to do
-    _run(["dvc", "repro", "--dry", "--force"], root)
+
+    def stale_after(change) -> set[str]:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        change(params)
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        out = _run(["dvc", "repro", "--dry"], root).stdout
+        return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+    # exactly the stages that read a changed key re-run (and, through their outputs, what follows)
+    assert stale_after(lambda p: p["baselines"].update(mlm_lr=0.0004)) == {"baselines"}
+    assert stale_after(lambda p: p["encoder"]["contrastive"].update(temperature=0.07)) == {
+        "baselines", "encoder", "embed"}
     params = yaml.safe_load((root / "params.yaml").read_text())
+    params["baselines"]["mlm_lr"] = 0.0005
+    params["encoder"]["contrastive"]["temperature"] = 0.05
     params["ingest"]["resolution"] = 32
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run(["dvc", "status"], root).stdout
     assert "ingest" in status and "synth" not in status  # only the changed stage is stale
-    _run(["dvc", "repro"], root)
+    _run(["dvc", "repro", "ingest"], root)
     index = pd.read_parquet(root / "data/ingested/images.parquet")
-    import numpy as np
-
     shard = np.load(root / "data/ingested/images" / index["shard"].iloc[0], mmap_mode="r")
     assert shard.shape[1:] == (32, 32)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_dagster_materializes_assets_with_metadata_and_checks(tmp_path):
-    from dagster import PipesSubprocessClient, materialize
-
-    from orchestration.assets import stage_assets
-    from orchestration.checks import checks
-    from orchestration.resources import CxrProject
+    from dagster import materialize
 
     root = _project(tmp_path / "project")
+    resources = _resources(root)
     result = materialize(
-        [*stage_assets, *checks],
-        resources={"pipes": PipesSubprocessClient(), "project": CxrProject(root=str(root))},
+        [*_assets(resources), *_checks()], resources=resources,
         run_config={"ops": {"raw_studies": {"config": {"overrides": {"synth.n_studies": "30"}}}}},
     )
     assert result.success
@@ -151,38 +136,23 @@ def test_dagster_materializes_assets_with_metadata_and_checks(tmp_path):
     assert variants["accepted"].value > 0 and "```diff" in variants["examples"].value
     assert metadata["clean_reports"]["gx_success"].value is True
 
-
-@pytest.mark.timeout(600)
-def test_blocking_conservation_check_fails_on_tampered_output(tmp_path):
-    """The check recounts the written tables: drop a quarantine row and it must fail."""
-    from dagster import PipesSubprocessClient, materialize
-
-    from orchestration.assets import stage_assets
-    from orchestration.checks import ingest_conservation
-    from orchestration.resources import CxrProject
-
-    root = _project(tmp_path / "project")
-    resources = {"pipes": PipesSubprocessClient(), "project": CxrProject(root=str(root))}
-    assert materialize(stage_assets, resources=resources).success
+    # the blocking conservation check recounts the written tables: drop a quarantine row and it fails
     quarantine = root / "data/ingested/quarantine.parquet"
     pd.read_parquet(quarantine).iloc[1:].to_parquet(quarantine)
-    assert ingest_conservation(project=resources["project"]).passed is False
+    (conservation,) = _checks("ingest_conservation")
+    assert conservation(project=resources["project"]).passed is False
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_failing_blocking_check_stops_downstream_assets(tmp_path):
     """A real run: when the GX or PHI check on clean_reports fails, a downstream asset does not run."""
-    from dagster import PipesSubprocessClient, asset, materialize
-
-    from orchestration.assets import stage_assets
-    from orchestration.checks import clean_conservation, clean_phi_free, clean_quality_suite
-    from orchestration.resources import CxrProject
+    from dagster import asset, materialize
 
     root = _project(tmp_path / "project")
-    resources = {"pipes": PipesSubprocessClient(), "project": CxrProject(root=str(root))}
-    upstream = [a for a in stage_assets if a.key.to_user_string() in ("raw_studies", "ingested_studies")]
-    clean_asset = next(a for a in stage_assets if a.key.to_user_string() == "clean_reports")
-    assert materialize(upstream, resources=resources).success
+    resources = _resources(root)
+    assert materialize(_assets(resources, ("raw_studies", "ingested_studies")), resources=resources).success
+    (clean_asset,) = _assets(resources, ("clean_reports",))
+    clean_checks = _checks("clean_quality_suite", "clean_phi_free", "clean_conservation")
     ran = []
 
     @asset(deps=["clean_reports"])
@@ -191,8 +161,7 @@ def test_failing_blocking_check_stops_downstream_assets(tmp_path):
 
     def run(overrides: dict) -> dict:
         ran.clear()
-        result = materialize([clean_asset, clean_quality_suite, clean_phi_free, clean_conservation, downstream],
-                             resources=resources, raise_on_error=False,
+        result = materialize([clean_asset, *clean_checks, downstream], resources=resources, raise_on_error=False,
                              run_config={"ops": {"clean_reports": {"config": {"overrides": overrides}}}})
         return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
@@ -200,6 +169,7 @@ def test_failing_blocking_check_stops_downstream_assets(tmp_path):
     assert checks["clean_quality_suite"] is False and checks["clean_phi_free"] is True and not ran
     checks = run({"clean.phi_policy": "off"})  # planted PHI reaches the output: both gates fail
     assert False in checks.values() and not ran
-    assert clean_phi_free(project=resources["project"]).passed is False  # the PHI gate on its own
+    (phi_free,) = _checks("clean_phi_free")
+    assert phi_free(project=resources["project"]).passed is False  # the PHI gate on its own
     checks = run({})
     assert all(checks.values()) and ran == [True]

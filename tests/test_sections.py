@@ -8,7 +8,7 @@ import pytest
 from components.params import SynthNoise, SynthParams
 from components.reports.normalize import normalize_report
 from components.reports.sections import CANONICAL, labelable_text, parse_sections
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth
 
 MIMIC = """\

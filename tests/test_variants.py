@@ -16,9 +16,18 @@ import yaml
 from components.chexpert import OBSERVATIONS
 from components.variants.base import ERROR_CATEGORIES, EQUIVALENT_KINDS
 from components.variants.run import run_variants
-from components.variants.verify import acceptance
 
 PATHOLOGIES = [o for o in OBSERVATIONS if o != "No Finding"]
+
+
+def acceptance(variants_dir, threshold: float) -> dict:
+    """The variants_acceptance asset check, on this test's output."""
+    from types import SimpleNamespace
+
+    from components.stages.variants import check_variants_acceptance
+
+    params = SimpleNamespace(variants=SimpleNamespace(out=str(variants_dir), min_acceptance=threshold))
+    return check_variants_acceptance(params, variants_dir.parent)
 
 
 @pytest.fixture(scope="module")

@@ -283,7 +283,7 @@ def tiny_models(tmp_path_factory):
                 rows.append((p + a + [tok.eos_token_id], [-100] * len(p) + a + [tok.eos_token_id]))
     width = max(len(ids) for ids, _ in rows)
     ids = torch.tensor([[tok.pad_token_id] * (width - len(i)) + i for i, _ in rows])  # left padded, as in generation
-    labels = torch.tensor([[-100] * (width - len(l)) + l for _, l in rows])
+    labels = torch.tensor([[-100] * (width - len(lab)) + lab for _, lab in rows])
     mask = (torch.arange(width)[None] >= torch.tensor([width - len(i) for i, _ in rows])[:, None]).long()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()

@@ -1,7 +1,7 @@
 """The rules variant backend: a table of hand-written reports x every kind and error category,
 checked with the project's labeler, plus acceptance over synthetic reports, determinism and spans.
 
-The checks here are written independently of the variants gate (components/variants/validate.py):
+The checks here are written independently of the variants gate (components/variants/gate.py):
 labels, laterality and severity come from `label_report` on the labelable text of the source and
 of the variant; device errors are compared with `device_mentions`, measurements by their numbers.
 """
@@ -19,7 +19,7 @@ from components.params import SynthParams
 from components.reports.labeler import label_report
 from components.reports.normalize import normalize_report
 from components.reports.sections import labelable_text, parse_sections
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth
 from components.variants.base import ERROR_CATEGORIES, ERROR_KIND, EQUIVALENT_KINDS, VariantRequest
 from components.variants.devices import device_mentions

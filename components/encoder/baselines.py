@@ -18,19 +18,18 @@ Layout of `run_bert_baseline(cfg, clean, variants, out)`:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from components.encoder import train_loop
 from components.encoder.config import EncoderConfig
-from components.encoder.contrastive import ContrastiveConfig
 from components.encoder.data import text_digest
-from components.encoder.mntp import LoraSettings, MNTPConfig, mask_tokens
-from components.encoder.pretrain import LMSize, PretrainConfig, batch_tokens, train_tokenizer
-from components.encoder.train_loop import LoopConfig
+from components.encoder.mntp import mask_tokens
+from components.encoder.pretrain import batch_tokens, train_tokenizer
+from components.params import ContrastiveConfig, LMSize, LoopConfig, MNTPConfig, PretrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,46 +68,38 @@ def load_minilm(device=None):
     weights unchanged (a missing backbone weight is an error, not a silent random init)."""
     from transformers import AutoTokenizer
 
-    from components.encoder.text_encoder import TextEncoder, _load_backbone
+    from components.encoder.text_encoder import TextEncoder, load_backbone
 
     path = minilm_dir()
     config = EncoderConfig(family="bert", pooling="mean", max_length=MINILM_MAX_LENGTH, instruction=None,
                            bidirectional=False)  # n/a: BERT attends both ways natively
-    encoder = TextEncoder(_load_backbone(path), AutoTokenizer.from_pretrained(path, local_files_only=True), config)
+    encoder = TextEncoder(load_backbone(path), AutoTokenizer.from_pretrained(path, local_files_only=True), config)
     encoder.eval()  # encode() restores the wrapper's mode: keep it eval so direct forward calls skip dropout
     return encoder.to(device) if device is not None else encoder
 
 
 # ---- a BERT of the LLM's size and budget ---------------------------------------------------------------
 
-def _default_contrastive() -> ContrastiveConfig:
-    return ContrastiveConfig(family="bert", pooling="mean", lora=LoraSettings(targets=BERT_LORA_TARGETS))
+class BertBaselineConfig(BaseModel):
+    """Built from an LLM2VEC4CXR run's configs by `matching` (same size, tokenizer, budget); only the
+    BERT recipe's own MLM settings have defaults here."""
 
+    model_config = ConfigDict(extra="forbid")
 
-@dataclass
-class BertBaselineConfig:
-    vocab_size: int = 4096  # same BPE recipe and size as the LLM (pretrain.train_tokenizer)
-    max_length: int = 256  # tokens per MLM training text
-    size: LMSize = field(default_factory=LMSize)  # hidden / layers / heads / intermediate / max_positions
-    #                                               as the LLM (kv_heads: n/a for BERT)
+    vocab_size: int  # same BPE recipe and size as the LLM (pretrain.train_tokenizer)
+    max_length: int  # tokens per MLM training text
+    size: LMSize  # hidden / layers / heads / intermediate / max_positions as the LLM (kv_heads: n/a)
+    loop: LoopConfig  # MLM budget = the LLM's pretrain + MNTP steps, same batch size
+    contrastive: ContrastiveConfig  # the LLM's contrastive config with family bert and BERT LoRA targets
     mask_rate: float = 0.15  # BERT: 15% of the tokens are predicted ...
     replace_with_mask: float = 0.8  # ... of which 80% -> <mask>, 10% -> random token, 10% kept
     dropout: float = 0.1  # BERT's hidden and attention dropout
-    # MLM budget = the LLM's pretrain (600) + MNTP (300) steps at batch 16, 256 tokens
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=900, batch_size=16, lr=1e-3, warmup_steps=50))
-    contrastive: ContrastiveConfig = field(default_factory=_default_contrastive)
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _bert_family(self):
         if self.contrastive.family != "bert":
             raise ValueError(f"the BERT baseline's contrastive family must be 'bert', got {self.contrastive.family!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BertBaselineConfig":
-        d = dict(d)
-        contrastive = {"family": "bert", **d.pop("contrastive", {})}
-        contrastive["lora"] = {"targets": list(BERT_LORA_TARGETS), **contrastive.get("lora", {})}
-        return cls(size=LMSize(**d.pop("size", {})), loop=LoopConfig(**d.pop("loop", {})),
-                   contrastive=ContrastiveConfig.from_dict(contrastive), **d)
+        return self
 
     @classmethod
     def matching(cls, pretrain: PretrainConfig, mntp: MNTPConfig, contrastive: ContrastiveConfig,
@@ -118,8 +109,9 @@ class BertBaselineConfig:
         LoRA targets (rank, alpha, dropout, loop, temperature, instruction unchanged)."""
         if pretrain.loop.batch_size != mntp.loop.batch_size:
             log.warning("pretrain and MNTP batch sizes differ; the MLM loop uses the pretrain one")
-        loop = replace(pretrain.loop, steps=pretrain.loop.steps + mntp.loop.steps)
-        con = replace(contrastive, family="bert", lora=replace(contrastive.lora, targets=BERT_LORA_TARGETS))
+        loop = pretrain.loop.model_copy(update={"steps": pretrain.loop.steps + mntp.loop.steps})
+        con = contrastive.model_copy(update={
+            "family": "bert", "lora": contrastive.lora.model_copy(update={"targets": BERT_LORA_TARGETS})})
         return cls(**{"vocab_size": pretrain.vocab_size, "max_length": pretrain.max_length, "size": pretrain.size,
                       "loop": loop, "contrastive": con, **overrides})
 
@@ -162,7 +154,7 @@ def pretrain_bert(cfg: BertBaselineConfig, texts: list[str], out: str | Path) ->
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         return loss, {"masked": int((labels != -100).sum())}
 
-    mlm_cfg = {k: v for k, v in asdict(cfg).items() if k != "contrastive"}
+    mlm_cfg = {k: v for k, v in cfg.model_dump(mode="json").items() if k != "contrastive"}
     run_key = {"cfg": mlm_cfg, "texts": text_digest(texts), "model": "bert-mlm"}
     summary = train_loop.train(model, step, len(texts), cfg.loop, work, d, run_key)
 

@@ -13,7 +13,6 @@ variants; gallery: all clean reports of the split), on the train and val splits.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,41 +22,15 @@ import torch.nn.functional as F
 from components.encoder import train_loop
 from components.encoder.config import EncoderConfig
 from components.encoder.data import RetrievalSet, Triple, load_retrieval, load_triples, text_digest
-from components.encoder.mntp import LoraSettings
-from components.encoder.train_loop import LoopConfig
 from components.io import write_json
+from components.params import ContrastiveConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INSTRUCTION = "Given a chest X-ray report, retrieve reports with the same clinical findings"
 
-
-@dataclass
-class ContrastiveConfig:
-    family: str = "llama"  # backbone family (EncoderConfig.family): decoders get bidirectional attention
-    pooling: str = "mean"  # mean | last | latent (EncoderConfig.pooling); latent trains its pooler fully
-    instruction: str | None = DEFAULT_INSTRUCTION  # prefixed to every text, excluded from pooling; saved
-    #                                                as the encoder's default so encode() matches training
-    temperature: float = 0.05  # InfoNCE softmax temperature; LLM2Vec's scale 20 = 1 / 0.05
-    hard_negatives: int = 2  # error variants of the same report per anchor (fewer when it has fewer)
-    max_length: int = 256  # tokens, instruction included
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=300, batch_size=16, lr=5e-4, warmup_steps=20))
-    eval_splits: tuple[str, ...] = ("train", "val")  # retrieval R@1 before/after on these splits
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ContrastiveConfig":
-        d = dict(d)
-        lora = d.pop("lora", {})
-        if "targets" in lora:
-            lora = {**lora, "targets": tuple(lora["targets"])}
-        if "eval_splits" in d:
-            d["eval_splits"] = tuple(d["eval_splits"])
-        return cls(lora=LoraSettings(**lora), loop=LoopConfig(**d.pop("loop", {})), **d)
-
-    def encoder_config(self) -> EncoderConfig:
-        return EncoderConfig(family=self.family, pooling=self.pooling, max_length=self.max_length,
-                             instruction=self.instruction)
+def _encoder_config(cfg: ContrastiveConfig) -> EncoderConfig:
+    return EncoderConfig(family=cfg.family, pooling=cfg.pooling, max_length=cfg.max_length,
+                         instruction=cfg.instruction)
 
 
 def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, owner: torch.Tensor, group: torch.Tensor,
@@ -101,7 +74,7 @@ def train_contrastive(cfg: ContrastiveConfig, triples: list[Triple], backbone_di
     work = train_loop.work_dir_for(out)
     eval_sets = eval_sets or {}
     train_loop.seed_everything(cfg.loop.seed)  # latent pooler and LoRA init
-    encoder = TextEncoder.from_backbone(Path(backbone_dir), cfg.encoder_config())
+    encoder = TextEncoder.from_backbone(Path(backbone_dir), _encoder_config(cfg))
     encoder.to(d.device)
     before = _evaluate(encoder, eval_sets) if d.main else {}
     encoder.backbone = get_peft_model(encoder.backbone, cfg.lora.peft_config("FEATURE_EXTRACTION"))
@@ -120,7 +93,7 @@ def train_contrastive(cfg: ContrastiveConfig, triples: list[Triple], backbone_di
         loss, acc = info_nce(emb[:b], emb[b:], owner, group, cfg.temperature)
         return loss, {"accuracy": acc.item(), "candidates": len(texts) - b}
 
-    run_key = {"cfg": asdict(cfg), "backbone": str(Path(backbone_dir).resolve()),
+    run_key = {"cfg": cfg.model_dump(mode="json"), "backbone": str(Path(backbone_dir).resolve()),
                "triples": text_digest(repr(t) for t in triples)}
     summary = train_loop.train(encoder, step, len(triples), cfg.loop, work, d, run_key)
     encoder.backbone = encoder.backbone.merge_and_unload()

@@ -13,7 +13,6 @@ LoRA cannot train, so we never add one here.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,44 +21,9 @@ import torch.nn.functional as F
 from components.encoder import train_loop
 from components.encoder.data import text_digest
 from components.encoder.bidirectional import bidirectional_mask, make_bidirectional, position_ids_from_mask
-from components.encoder.train_loop import LoopConfig
+from components.params import MNTPConfig
 
 log = logging.getLogger(__name__)
-
-LLAMA_LIKE_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-@dataclass
-class LoraSettings:
-    r: int = 16  # adapter rank: capacity of the update; LLM2Vec uses 16
-    alpha: int = 32  # update scale = alpha / r; 2x rank is the common default
-    dropout: float = 0.05  # on the adapter input; light regularisation for small corpora
-    targets: tuple[str, ...] = LLAMA_LIKE_TARGETS  # attention q/k/v/o and the MLP projections
-
-    def peft_config(self, task_type: str | None):
-        from peft import LoraConfig
-
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=list(self.targets), bias="none", task_type=task_type)
-
-
-@dataclass
-class MNTPConfig:
-    mask_rate: float = 0.2  # share of text tokens selected for prediction (LLM2Vec: 0.2 for Llama)
-    replace_with_mask: float = 0.8  # of the selected: replaced by the mask token; of the rest, half are
-    #                                 replaced by a random token, half kept (BERT's 80/10/10)
-    max_length: int = 256  # tokens per text; longer reports are truncated
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MNTPConfig":
-        d = dict(d)
-        lora = d.pop("lora", {})
-        if "targets" in lora:
-            lora = {**lora, "targets": tuple(lora["targets"])}
-        return cls(lora=LoraSettings(**lora), loop=LoopConfig(**d.pop("loop", {})), **d)
-
 
 def mask_token_id(tokenizer) -> int:
     if tokenizer.mask_token_id is not None:
@@ -133,7 +97,7 @@ def train_mntp(cfg: MNTPConfig, texts: list[str], model_dir: str | Path, out: st
         batch = {"input_ids": ids.to(d.device), "attention_mask": enc["attention_mask"].to(d.device)}
         return mntp_loss(net, batch, labels.to(d.device)), {"masked": int((labels != -100).sum())}
 
-    run_key = {"cfg": asdict(cfg), "texts": text_digest(texts), "model": str(Path(model_dir).resolve())}
+    run_key = {"cfg": cfg.model_dump(mode="json"), "texts": text_digest(texts), "model": str(Path(model_dir).resolve())}
     summary = train_loop.train(model, step, len(texts), cfg.loop, work, d, run_key)
 
     def save(tmp: Path):

@@ -7,7 +7,6 @@ the MNTP step at a local checkpoint directory instead.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 
 from components.encoder import train_loop
 from components.encoder.data import text_digest
-from components.encoder.train_loop import LoopConfig
+from components.params import LMSize, PretrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -23,29 +22,6 @@ log = logging.getLogger(__name__)
 # expects one; <mask> is MNTP's mask token (registered here so the MNTP step needs no vocab resize).
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>",
                   "mask_token": "<mask>"}
-
-
-@dataclass
-class LMSize:
-    hidden: int = 256  # model width; demo: big enough to learn report syntax in minutes on 2 CPU cores
-    layers: int = 4  # decoder blocks
-    heads: int = 4  # attention heads (hidden / heads = 64-dim heads)
-    kv_heads: int = 4  # < heads gives grouped-query attention like Llama 3; equal keeps it plain
-    intermediate: int = 688  # SwiGLU width, ~8/3 * hidden as in Llama
-    max_positions: int = 512  # rotary positions the model is configured for (>= max_length)
-
-
-@dataclass
-class PretrainConfig:
-    vocab_size: int = 4096  # BPE merges stop here; reports use a small vocabulary
-    max_length: int = 256  # tokens per training text; longer reports are truncated
-    size: LMSize = field(default_factory=LMSize)
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=600, batch_size=16, lr=3e-3, warmup_steps=30))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PretrainConfig":
-        d = dict(d)
-        return cls(size=LMSize(**d.pop("size", {})), loop=LoopConfig(**d.pop("loop", {})), **d)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, out: str | Path | None = None):
@@ -105,7 +81,7 @@ def pretrain_lm(cfg: PretrainConfig, texts: list[str], out: str | Path) -> Path:
         labels = batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, -100)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100), {}
 
-    run_key = {"cfg": asdict(cfg), "texts": text_digest(texts)}
+    run_key = {"cfg": cfg.model_dump(mode="json"), "texts": text_digest(texts)}
     summary = train_loop.train(model, step, len(texts), cfg.loop, work, d, run_key)
 
     def save(tmp: Path):

@@ -86,7 +86,7 @@ class TextEncoder(nn.Module):
                                    pooling="latent" if latent_state else "mean")
             if latent_state:  # sizes from the tensors
                 config.latent = LatentAttentionPooler.from_state(latent_state).settings
-        backbone = _load_backbone(path)
+        backbone = load_backbone(path)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         encoder = cls(backbone, tokenizer, config)
         if encoder.latent_attn is not None:
@@ -202,7 +202,7 @@ class TextEncoder(nn.Module):
         return out.numpy()
 
 
-def _load_backbone(path: Path) -> nn.Module:
+def load_backbone(path: Path) -> nn.Module:
     """AutoModel from `path`; its weight file also holds `latent_attn.*`, which are expected, so the
     loader's own report (which would flag them) is muted and missing / other keys are checked here."""
     hf_logger = logging.getLogger("transformers.modeling_utils")

@@ -20,7 +20,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -32,28 +32,9 @@ from tqdm.auto import tqdm
 
 from components.encoder.data import StepSampler, digest
 from components.io import atomic_dir, write_json
+from components.params import LoopConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoopConfig:
-    steps: int = 200  # optimizer steps; a resumed run stops at the same step
-    batch_size: int = 16  # items per rank per step (global batch = batch_size * world size)
-    lr: float = 1e-3  # peak learning rate, reached after warmup
-    weight_decay: float = 0.0  # AdamW; LoRA and tiny from-scratch models rarely need it
-    warmup_steps: int = 10  # linear ramp from 0: keeps early Adam updates from blowing up
-    schedule: str = "cosine"  # cosine | linear | constant decay after warmup
-    grad_clip: float = 1.0  # max global grad norm (0 disables): guards against loss spikes
-    checkpoint_every: int = 50  # steps between resumable checkpoints (0: none; a killed run starts over)
-    keep_checkpoints: int = 2  # older ones are deleted: checkpoints hold optimizer state too
-    seed: int = 0  # data order, init and dropout: same seed, same run
-    device: str = "auto"  # auto (cuda if present) | cpu | cuda
-    progress: bool = True  # tqdm bar on rank 0
-
-    def __post_init__(self):
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise ValueError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
 
 
 @dataclass
@@ -154,7 +135,7 @@ def train(model: nn.Module, step_fn: StepFn, n_items: int, cfg: LoopConfig, work
     Returns a summary dict (steps, final loss, resumed_from, seconds, per-rank weight checksums)."""
     d = d or init_distributed(cfg.device)
     work = Path(work)
-    loop = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "checkpoint_every", "keep_checkpoints")}
+    loop = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("progress", "checkpoint_every", "keep_checkpoints")}
     key = hashlib.sha1(json.dumps({"loop": loop, "run": run_key, "world": d.world},
                                   sort_keys=True, default=str).encode()).hexdigest()
     if d.main:
@@ -288,6 +269,6 @@ def stage_main(fn: Callable, config_cls, argv: list[str] | None = None):
     main_rank = os.environ.get("RANK", "0") == "0"  # one readable log, not one per rank
     logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
-    fn(config_cls.from_dict(raw), **args)
+    fn(config_cls.model_validate(raw), **args)
     if dist.is_initialized():
         dist.destroy_process_group()

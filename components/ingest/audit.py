@@ -14,7 +14,6 @@ from PIL import Image
 
 from components.ingest.shards import load_image
 from components.quarantine import recount
-from components.synth.traps import EXPECTED_OUTCOME
 
 
 def conservation(ingest_dir: str | Path) -> dict:
@@ -33,13 +32,13 @@ def conservation(ingest_dir: str | Path) -> dict:
 
 def account_traps(truth_path: Path, study_rows: list[dict], quarantine: list[dict]) -> dict:
     """For every planted trap: where it ended, and whether that is where it should end."""
-    truth = pd.read_parquet(truth_path, columns=["study_id", "trap"])
+    truth = pd.read_parquet(truth_path, columns=["study_id", "trap", "trap_stage", "trap_reason"])
     truth["study_id"] = truth["study_id"].astype(str)
     reason_of = {q["study_id"]: q["reason"] for q in quarantine if q["level"] == "study"}
     kept = {r["study_id"] for r in study_rows}
     report: dict = {}
     for trap, group in truth.dropna(subset=["trap"]).groupby("trap"):
-        stage, reason = EXPECTED_OUTCOME[trap]
+        stage, reason = group["trap_stage"].iloc[0], group["trap_reason"].iloc[0]  # written by the generator
         outcomes = Counter(reason_of.get(s, "kept" if s in kept else "absent") for s in group["study_id"])
         expected = outcomes["kept"] if stage != "ingest" else outcomes[reason]
         report[trap] = {"planted": len(group), "expected_stage": stage, "expected_reason": reason,

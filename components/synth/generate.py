@@ -30,7 +30,7 @@ from components.params import SynthParams
 from components.synth import dicom, traps
 from components.synth.phantom import burn_in_text, render_view
 from components.synth.phi import plant_report_phi
-from components.synth.report import render_report
+from components.synth.report_writer import render_report
 from components.synth.truth import StudyTruth, sample_truth, subjects_for
 
 PROCEDURE = {"PA": "CHEST (PA AND LAT)", "AP": "CHEST (PORTABLE AP)"}
@@ -146,6 +146,8 @@ def _write_tables(root: Path, results: list[dict], duplicate_of: dict[int, int])
         row = t.to_row()
         row["findings"] = json.dumps(row["findings"], sort_keys=True)
         row["trap"] = t.traps[0] if t.traps else None
+        # where the trap must end, so that ingest can account for it without knowing the generator
+        row["trap_stage"], row["trap_reason"] = traps.EXPECTED_OUTCOME[row["trap"]] if row["trap"] else (None, None)
         row["planted_phi"] = json.dumps(r["phi"])
         row["duplicate_of"] = duplicate_of.get(t.study_id)
         row["dicom_ids"] = [img["dicom_id"] for img in r["images"]]

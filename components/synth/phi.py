@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from components.synth.report import pick
+from components.synth.report_writer import pick
 
 PHI_KINDS = ("person_name", "date", "time", "mrn", "phone", "email", "street_address")
 

@@ -64,7 +64,7 @@ def _label(text: str):
 def _verdict(request: VariantRequest, variant: Variant, source) -> tuple[str | None, object]:
     """(reject reason or None, the variant's LabelResult)."""
     from components.variants.devices import device_mentions
-    from components.variants.validate import check_equivalent, check_error
+    from components.variants.gate import check_equivalent, check_error
 
     if variant.text is None:
         return variant.failure or "no_text", None

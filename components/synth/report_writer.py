@@ -14,9 +14,9 @@ import textwrap
 import numpy as np
 
 from components.params import SynthNoise
+from components.synth.styles import STYLES
 from components.synth.truth import Finding, StudyTruth
 
-STYLES: tuple[str, ...] = ("full", "impression_only", "abbreviated", "terse_normal", "numbered")
 
 # Normal-summary phrases: only studies without pathology (truth.is_normal) carry them.
 NORMAL_IMPRESSIONS = ("No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality.",

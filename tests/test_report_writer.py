@@ -10,7 +10,7 @@ import pytest
 
 from components.params import SynthNoise, SynthParams
 from components.synth.phi import PHI_KINDS, plant_report_phi
-from components.synth.report import STYLES, render_report
+from components.synth.report_writer import STYLES, render_report
 from components.synth.truth import DEVICE_POSITIONS, Finding, StudyTruth, _device_side, sample_truth
 
 CLEAN = SynthNoise(deid_token_rate=0, typo_rate=0, wrap_rate=0)
