@@ -83,6 +83,7 @@ def _loop(**kw) -> LoopConfig:
     return LoopConfig(**{"batch_size": 8, "warmup_steps": 3, "checkpoint_every": 10, "progress": False, **kw})
 
 
+@pytest.mark.slow  # MLM + contrastive training end to end
 def test_tiny_bert_baseline_learns_and_loads(clean_dir, variants_dir, tmp_path):
     from components.encoder.text_encoder import TextEncoder
 

@@ -79,6 +79,7 @@ def test_info_nce_masks_same_report_positives():
     assert loss.item() < 1e-6 and acc.item() == 1.0
 
 
+@pytest.mark.slow  # trains the tiny recipe end to end
 def test_pipeline_learns(trained):
     root, result = trained["root"], trained["result"]
     for stage in ("lm", "mntp", "encoder"):
@@ -102,6 +103,7 @@ def test_pipeline_learns(trained):
     assert enc.config.instruction == ContrastiveConfig().instruction
 
 
+@pytest.mark.slow  # trains the tiny recipe end to end
 def test_triples_are_same_report(trained):
     triples = load_triples(trained["clean"], trained["variants"], "train", hard_negatives=2, seed=0)
     corpus = set(load_corpus(trained["clean"]))
@@ -125,6 +127,7 @@ def _run(mode: str, *args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow  # trains the tiny recipe end to end
 def test_resume_after_sigkill_matches_uninterrupted_run(trained, tmp_path):
     args = (trained["clean"], trained["variants"], trained["root"] / "mntp")
     full, resumed = tmp_path / "full", tmp_path / "resumed"
@@ -152,6 +155,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(trained, tmp_path):
     assert wa.keys() == wb.keys() and all(np.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
 
 
+@pytest.mark.slow  # trains the tiny recipe end to end
 def test_torchrun_two_processes_gloo(trained, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     config = tmp_path / "config.json"
