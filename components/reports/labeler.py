@@ -2,7 +2,9 @@
 
 Pipeline, as in the CheXpert labeler: (1) extract mentions with per-observation phrase lists,
 dropping "unmention" phrases that only look like mentions; (2) classify each mention as
-negative or uncertain from negation / uncertainty cues in its scope; (3) aggregate per
+negative or uncertain from negation / uncertainty cues in its scope, or drop it when an
+indication or history cue reaches it (ConText's INDICATION / HISTORICAL: "evaluation for
+pneumothorax is limited", "history of pneumonia" say nothing of this image); (3) aggregate per
 observation: any positive -> 1, else any uncertain -> -1, else any negative -> 0, else blank,
 and No Finding = 1 iff no pathology is positive or uncertain.
 
@@ -10,7 +12,12 @@ Scope without a dependency parser (NegBio's job): cues never cross a hard clause
 (sentence end, ";", "but", "which", ...). Within a clause, list separators ("," "or" "and"
 "with") cut it into chunks; a pre-cue reaches forwards and a post-cue backwards across chunks
 only while each chunk reads as a bare list item ("no focal consolidation, pleural effusion, or
-pneumothorax"), not a new statement ("no pneumothorax, small left effusion"). The nearest cue wins.
+pneumothorax"), not a new statement ("no pneumothorax, small left effusion"); size and side words
+start a new statement only outside an or-list ("no consolidation, large effusion, or pneumothorax"
+is one negated list). The nearest cue wins, and a post-cue does not reach back over a pre-cue
+("opacity may represent atelectasis versus pneumonia": "versus" hedges the differential, not the
+opacity). This engine was measured against medspacy's ConText and negspacy's NegEx on the
+real-language table (bench/labeler.py --context) and kept on the result.
 
 Every phrase and cue is data under data/labeler/*.yaml. Each list is compiled once into a
 single regex and run over the whole report, so labelling is a few dozen C-level scans plus
@@ -71,12 +78,15 @@ class _Rules:
     mentions: dict[str, re.Pattern]
     unmentions: dict[str, re.Pattern]
     normal: dict[str, re.Pattern]
-    cues: dict[str, re.Pattern]  # neg_pre, neg_post, neg_pseudo, unc_pre, unc_post
+    cues: dict[str, re.Pattern]  # neg_pre, neg_list, neg_post, neg_pseudo, unc_pre, unc_post, indication, history
     hard: re.Pattern
     soft: re.Pattern
     breakers: re.Pattern
+    list_breakers: re.Pattern
+    or_words: re.Pattern
     max_item_words: int
     skip_header: re.Pattern
+    one_sentence: re.Pattern
     laterality: re.Pattern  # one named group per side
     lat_exclude: re.Pattern
     severity: re.Pattern
@@ -88,6 +98,7 @@ def rules() -> _Rules:
     """Compile the data files once per process."""
     mentions, unmentions, normal = _load("mentions.yaml"), _load("unmentions.yaml"), _load("normal.yaml")
     neg, unc, scope, mods = _load("negation.yaml"), _load("uncertainty.yaml"), _load("scope.yaml"), _load("modifiers.yaml")
+    context = _load("context.yaml")
     unknown = (set(mentions) | set(unmentions) | set(normal)) - set(OBSERVATIONS)
     if unknown:
         raise ValueError(f"labeler data names unknown observations: {sorted(unknown)}")
@@ -102,14 +113,18 @@ def rules() -> _Rules:
         mentions={o: phrase_regex(p) for o, p in mentions.items()},
         unmentions={o: phrase_regex(p) for o, p in unmentions.items()},
         normal={o: phrase_regex(p) for o, p in normal.items()},
-        cues={"neg_pre": phrase_regex(neg["pre"]), "neg_post": phrase_regex(neg["post"]),
-              "neg_pseudo": phrase_regex(neg["pseudo"]),
-              "unc_pre": phrase_regex(unc["pre"]), "unc_post": phrase_regex(unc["post"])},
+        cues={"neg_pre": phrase_regex(neg["pre"]), "neg_list": phrase_regex(neg["pre_list"]),
+              "neg_post": phrase_regex(neg["post"]), "neg_pseudo": phrase_regex(neg["pseudo"]),
+              "unc_pre": phrase_regex(unc["pre"]), "unc_post": phrase_regex(unc["post"]),
+              "indication": phrase_regex(context["indication"]), "history": phrase_regex(context["history"])},
         hard=re.compile("|".join(scope["hard"])),
         soft=re.compile("|".join(scope["soft"])),
         breakers=phrase_regex(scope["breakers"]),
+        list_breakers=phrase_regex(scope["list_breakers"]),
+        or_words=re.compile(scope["or_words"]),
         max_item_words=int(scope["max_list_item_words"]),
         skip_header=re.compile(rf"(?im)^[ \t]*(?:{scope['skip_sections']})[ \t]*:"),
+        one_sentence=re.compile(rf"(?i)(?:{scope['one_sentence_sections']})[ \t]*:"),
         laterality=re.compile(lat),
         lat_exclude=phrase_regex([mods["laterality_exclude"]]),
         severity=re.compile(rf"(?<!\w)(?:{sev_word})(?:(?:\s+to\s+|-to-|-)(?:{sev_word}))?(?!\w)"),
@@ -121,6 +136,7 @@ def rules() -> _Rules:
 # inline, as in one-line reports), a blank line, or a line-ending full stop ("Hx: cough.").
 _SECTION_END = re.compile(r"(?m)(?P<stop>\.[ \t]*$)|\n[ \t\r]*\n|^[ \t]*[A-Za-z][A-Za-z /()&-]{0,40}:"
                           r"|(?i:\b(?:findings|impression|conclusions?)[ \t]*:)")
+_SENTENCE_END = re.compile(r"(?P<stop>\.)(?=[ \t]+[A-Z])")  # ends a one-sentence section inline
 _PLACEHOLDER = re.compile(r"\[\*\*.*?\*\*\]|\[(?:deid|redacted)\]|_{2,}|(?<![A-Za-z])[Xx]{3,}(?![A-Za-z])",
                           re.IGNORECASE)
 
@@ -132,6 +148,9 @@ def _prepare(text: str) -> str:
         chars[m.start():m.end()] = " " * (m.end() - m.start())
     for m in rules().skip_header.finditer(text):
         n = _SECTION_END.search(text, m.end())
+        if rules().one_sentence.match(text, m.start() + len(text[m.start():m.end()]) - len(text[m.start():m.end()].lstrip())):
+            dot = _SENTENCE_END.search(text, m.end(), n.start() if n else len(text))
+            n = dot or n
         end = len(text) if n is None else n.end() if n.group("stop") else n.start()
         chars[m.start():end] = " " * (end - m.start())
     return "".join(chars)
@@ -158,16 +177,26 @@ class _Doc:
         self.hard = [m.start() for m in r.hard.finditer(low)]
         self.chunks = sorted(set(self.hard + [m.start() for m in r.soft.finditer(low)]))
         self.breakers = [m.start() for m in r.breakers.finditer(low)]
+        self.list_breakers = [m.start() for m in r.list_breakers.finditer(low)]
+        self.ors = [m.start() for m in r.or_words.finditer(low)]
         c = {k: _spans(p, low) for k, p in r.cues.items()}
         pseudo = c["neg_pseudo"]  # "no change in": not a negation; drop the cues it contains
         if pseudo:
-            for k in ("neg_pre", "neg_post"):
+            for k in ("neg_pre", "neg_list", "neg_post"):
                 c[k] = [(s, e) for s, e in c[k] if not any(ps <= s and e <= pe for ps, pe in pseudo)]
-        neg, unc = c["neg_pre"] + c["neg_post"], c["unc_pre"] + c["unc_post"]
-        # Double negation: "cannot exclude" (uncertain) contains "not"; the longer cue wins.
-        keep_neg, keep_unc = set(_drop_overlapped(neg, unc, False)), set(_drop_overlapped(unc, neg, True))
-        self.pre = sorted([(s, e, "negative") for s, e in c["neg_pre"] if (s, e) in keep_neg]
-                          + [(s, e, "uncertain") for s, e in c["unc_pre"] if (s, e) in keep_unc])
+        neg, unc = c["neg_pre"] + c["neg_list"] + c["neg_post"], c["unc_pre"] + c["unc_post"]
+        ctx = c["indication"] + c["history"]
+        # Double negation: "cannot exclude" (uncertain) contains "not"; the longer cue wins, and so
+        # does "no opacity to suggest" over "suggest", "if there is concern for" over "concern for".
+        keep_neg = set(_drop_overlapped(_drop_overlapped(neg, unc, False), ctx, True))
+        keep_unc = set(_drop_overlapped(_drop_overlapped(unc, neg, True), ctx, True))
+        keep_ctx = set(_drop_overlapped(ctx, neg + unc, True))
+        pre = [(s, e, "negative") for s, e in c["neg_pre"] + c["neg_list"] if (s, e) in keep_neg]
+        pre += [(s, e, "uncertain") for s, e in c["unc_pre"] if (s, e) in keep_unc]
+        pre += [(s, e, "indication") for s, e in c["indication"] if (s, e) in keep_ctx]
+        pre += [(s, e, "history") for s, e in c["history"] if (s, e) in keep_ctx]
+        self.pre = sorted(pre)
+        self.list_spans = [(s, e) for s, e in c["neg_list"] if (s, e) in keep_neg]
         self.post = sorted([(s, e, "negative") for s, e in c["neg_post"] if (s, e) in keep_neg]
                            + [(s, e, "uncertain") for s, e in c["unc_post"] if (s, e) in keep_unc])
         self.pre_starts = [p[0] for p in self.pre]
@@ -180,37 +209,56 @@ class _Doc:
     def _chunk_span(self, i: int) -> tuple[int, int]:
         return (self.chunks[i - 1] if i else 0), (self.chunks[i] if i < len(self.chunks) else len(self.low))
 
-    def _is_list_item(self, i: int) -> bool:
-        """Chunk i is a bare list item a cue's scope may run through: short and no breaker word."""
-        if i not in self._item:
+    @staticmethod
+    def _any(positions: list[int], a: int, b: int) -> bool:
+        return bisect_left(positions, a) < bisect_left(positions, b)
+
+    def _is_list_item(self, i: int, or_list: bool) -> bool:
+        """Chunk i is a bare list item a cue's scope may run through: short and no breaker word
+        (size and side words are allowed in an or-list)."""
+        key = (i, or_list)
+        if key not in self._item:
             a, b = self._chunk_span(i)
-            has_breaker = bisect_left(self.breakers, a) < bisect_left(self.breakers, b)
-            self._item[i] = not has_breaker and len(self.low[a:b].split()) <= self.r.max_item_words
-        return self._item[i]
+            broken = self._any(self.breakers, a, b) or (not or_list and self._any(self.list_breakers, a, b))
+            words = self.low[a:b].replace(",", " ").split()
+            if words and self.r.soft.fullmatch(words[0]):  # the separator opening the chunk is no word of it
+                words = words[1:]
+            self._item[key] = not broken and len(words) <= self.r.max_item_words
+        return self._item[key]
 
     def _reaches(self, cue_pos: int, mention_pos: int) -> bool:
         """Same hard clause, and every chunk strictly after the earlier one is a list item."""
         lo, hi = sorted((cue_pos, mention_pos))
-        if bisect_right(self.hard, lo) != bisect_right(self.hard, hi):
+        clause = bisect_right(self.hard, lo)
+        if clause != bisect_right(self.hard, hi):
             return False
+        end = self.hard[clause] if clause < len(self.hard) else len(self.low)
+        or_list = self._any(self.ors, lo, end)
         first, last = self._chunk(lo), self._chunk(hi)
         if cue_pos < mention_pos:  # pre-cue: chunks after the cue's, through the mention's
-            return all(self._is_list_item(i) for i in range(first + 1, last + 1))
-        return all(self._is_list_item(i) for i in range(first, last))  # post: mention's up to the cue's
+            return all(self._is_list_item(i, or_list) for i in range(first + 1, last + 1))
+        return all(self._is_list_item(i, or_list) for i in range(first, last))  # post: mention's up to the cue's
 
     def status(self, s: int, e: int) -> str:
+        if any(a <= s and e <= b for a, b in self.list_spans):  # an item of "no A or B to suggest C"
+            return "negative"
         found = set()
         i = bisect_left(self.pre_starts, e) - 1  # nearest pre-cue starting before the mention ends
         while i >= 0 and self.pre[i][1] > e:  # a cue running past the mention is not before it
             i -= 1
-        if i >= 0 and self._reaches(self.pre[i][0], s):
+        if i >= 0 and self._reaches(self.pre[i][1] - 1, s):  # from the cue's end: a list cue spans items
             found.add(self.pre[i][2])
         j = bisect_left(self.post_starts, s)  # nearest post-cue starting at or after the mention
         while j < len(self.post) and self.post[j][0] < e:  # skip cues inside the mention itself
             j += 1
-        if j < len(self.post) and self._reaches(self.post[j][0], s):
+        # ... unless a pre-cue stands between: it owns what follows ("may represent A versus B")
+        if j < len(self.post) and not self._any(self.pre_starts, e, self.post[j][0]) \
+                and self._reaches(self.post[j][0], s):
             found.add(self.post[j][2])
-        return "uncertain" if "uncertain" in found else "negative" if found else "positive"
+        for status in ("uncertain", "negative", "indication", "history"):
+            if status in found:
+                return status
+        return "positive"
 
     def attribute(self, kind: str, s: int, e: int, prev_end: int, next_start: int) -> str | None:
         """Laterality or severity stated in the mention's chunk: before it (and in it) first, then after."""
@@ -280,6 +328,8 @@ def label_report(text: str | None) -> LabelResult:
     for k, (s, e, obs, fixed) in enumerate(found):
         status = fixed or doc.status(s, e)
         result.mentions.append((obs, s, e, status))
+        if status not in _PRIORITY:  # indication / history: not a statement about this image
+            continue
         if obs not in best or _PRIORITY[status] > _PRIORITY[best[obs]]:
             best[obs] = status
         if fixed is None and status != "negative":  # attributes of findings, not of negated mentions
