@@ -40,6 +40,7 @@ from components.chexpert import NEGATIVE, OBSERVATIONS, PATHOLOGIES, POSITIVE, U
 DATA_DIR = Path(__file__).parent / "data" / "labeler"
 _STATUS_VALUE = {"positive": POSITIVE, "uncertain": UNCERTAIN, "negative": NEGATIVE}
 _PRIORITY = {"positive": 2, "uncertain": 1, "negative": 0}  # CheXpert aggregation order
+_STATUS_OF = {v: k for k, v in _STATUS_VALUE.items()}
 
 
 @dataclass
@@ -301,18 +302,18 @@ def _blank() -> LabelResult:
     return LabelResult(labels={o: None for o in OBSERVATIONS})
 
 
-def label_report(text: str | None) -> LabelResult:
-    """Label one report's findings + impression (raw text is tolerated; see _prepare)."""
+def find_mentions(text: str | None) -> tuple[str, list[tuple[int, int, str, str | None]]]:
+    """The text as the labeler reads it (placeholders and preamble sections blanked, same offsets)
+    and its mentions (start, end, observation, fixed status or None), in order. The scope step is
+    separate, so another scope algorithm can be measured on the same mentions (bench/labeler_context.py)."""
     if not text or not text.strip():
-        return _blank()
+        return "", []
     r = rules()
     prepared = _prepare(text)
     low = _lower(prepared)
     if not re.search(r"[a-z]", low):
-        return _blank()
-    doc = _Doc(prepared, low)
-
-    found: list[tuple[int, int, str, str | None]] = []  # (start, end, obs, fixed status or None)
+        return prepared, []
+    found: list[tuple[int, int, str, str | None]] = []
     for obs, pattern in r.mentions.items():
         spans = _spans(pattern, low)
         if spans and obs in r.unmentions:
@@ -322,17 +323,35 @@ def label_report(text: str | None) -> LabelResult:
     for obs, pattern in r.normal.items():  # "heart size is normal": a negative mention as a whole
         found += [(s, e, obs, "negative") for s, e in _spans(pattern, low)]
     found.sort(key=lambda f: f[:3])
+    return prepared, found
 
+
+def labels_from(statuses: Iterable[tuple[str, str]]) -> dict[str, float | None]:
+    """CheXpert aggregation of (observation, status) pairs; indication / history mentions count for nothing."""
+    labels: dict[str, float | None] = {o: None for o in OBSERVATIONS}
+    for obs, status in statuses:
+        if status in _PRIORITY and (labels[obs] is None or _PRIORITY[status] > _PRIORITY[_STATUS_OF[labels[obs]]]):
+            labels[obs] = _STATUS_VALUE[status]
+    if not any(labels[o] in (POSITIVE, UNCERTAIN) for o in PATHOLOGIES):
+        labels["No Finding"] = POSITIVE
+    return labels
+
+
+def label_report(text: str | None) -> LabelResult:
+    """Label one report's findings + impression (raw text is tolerated; see _prepare)."""
+    prepared, found = find_mentions(text)
+    if not found:
+        result = _blank()
+        if prepared and re.search(r"[a-z]", _lower(prepared)):
+            result.labels["No Finding"] = POSITIVE
+        return result
+    low = _lower(prepared)
+    doc = _Doc(prepared, low)
     result = _blank()
-    best: dict[str, str] = {}
     for k, (s, e, obs, fixed) in enumerate(found):
         status = fixed or doc.status(s, e)
         result.mentions.append((obs, s, e, status))
-        if status not in _PRIORITY:  # indication / history: not a statement about this image
-            continue
-        if obs not in best or _PRIORITY[status] > _PRIORITY[best[obs]]:
-            best[obs] = status
-        if fixed is None and status != "negative":  # attributes of findings, not of negated mentions
+        if fixed is None and status in ("positive", "uncertain"):  # attributes of findings only
             prev_end = max((pe for ps, pe, *_ in found[:k] if pe <= s), default=0)
             next_start = next((ns for ns, *_ in found[k + 1:] if ns >= e), len(low))
             side = doc.attribute("laterality", s, e, prev_end, next_start)
@@ -341,11 +360,7 @@ def label_report(text: str | None) -> LabelResult:
             sev = doc.attribute("severity", s, e, prev_end, next_start)
             if sev:
                 result.severity.setdefault(obs, sev)
-
-    for obs, status in best.items():
-        result.labels[obs] = _STATUS_VALUE[status]
-    if not any(result.labels[o] in (POSITIVE, UNCERTAIN) for o in PATHOLOGIES):
-        result.labels["No Finding"] = POSITIVE
+    result.labels = labels_from((obs, status) for obs, _, _, status in result.mentions)
     return result
 
 
