@@ -76,6 +76,7 @@ NOT_APPLICABLE = {
     ("mimic", "device_position"): "no device",
     ("terse_normal", "severity"): "no finding",
     ("terse_normal", "location"): "no finding",
+    ("terse_normal", "false_negation"): "only negatives: negating one again is no error",
 }
 
 REQUESTS = [(k, None) for k in EQUIVALENT_KINDS] + [(ERROR_KIND, c) for c in ERROR_CATEGORIES]
@@ -118,8 +119,8 @@ def check(request: VariantRequest, text: str) -> str | None:
         x, y = la[changed[0]], lb[changed[0]]
         if cat == "false_prediction" and not (x in (None, 0.0) and y == 1.0):
             return f"not added: {x} -> {y}"
-        if cat == "false_negation" and {x, y} not in ({1.0, 0.0}, {-1.0, 0.0}):
-            return f"not flipped: {x} -> {y}"
+        if cat == "false_negation" and not (x in (1.0, -1.0) and y == 0.0):
+            return f"not a present finding negated: {x} -> {y}"
         return None
     if cat == "measurement":
         x, y = _NUMBER.findall(request.text), _NUMBER.findall(text)

@@ -98,6 +98,21 @@ def _sentence_end(text: str, pos: int) -> int:
     return m.start() if m else len(text)
 
 
+def position_status(device: str, position: str) -> str | None:
+    """"normal" when `position` (as written) is where `device` belongs, "malposition" when it is
+    where it must not be, None when unknown or not stated. From devices.yaml: the `positions` and
+    `malpositions` the backend writes, plus the `normal` / `malposition` patterns for real phrasing."""
+    spec = lexicon().devices.get(device, {})
+    here = re.sub(r"\s+", " ", re.sub(r"^(?:tip |the )", "", position.lower())).replace("the ", "").strip()
+    if not here:
+        return None
+    for status, written, patterns in (("malposition", "malpositions", "malposition"), ("normal", "positions", "normal")):
+        if any(here == p.lower().replace("the ", "") for p in spec.get(written, ())) or \
+                any(re.search(p, here) for p in spec.get(patterns, ())):
+            return status
+    return None
+
+
 def device_mentions(text: str) -> list[tuple[str, str]]:
     """(device name, position phrase) for every support device named in `text`, in order.
 

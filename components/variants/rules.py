@@ -108,6 +108,7 @@ def same_reading(a: LabelResult, b: LabelResult) -> bool:
 # A sentence ends at ".", "!" or "?" before a space or the end (not "vs.", "Dr.", "e.g.", "2.1").
 _SENTENCE = re.compile(r"\S.*?(?:(?<!\bvs)(?<!\bDr)(?<!\be\.g)(?<!\bi\.e)[.!?](?=\s|$)|$)")
 _LIST_PREFIX = re.compile(r"(?:\d{1,2}\.|[-*])\s+")
+_INLINE_NUMBER = re.compile(r"\d{1,2}\.\s+")  # "2. " after a sentence on the same line
 
 
 @dataclass
@@ -155,18 +156,31 @@ class Doc:
                 self._split(body, name, n)
 
     def _split(self, body: str, section: str, line: int) -> None:
-        pos = 0
-        prefix = _LIST_PREFIX.match(body, len(body) - len(body.lstrip()))
-        if prefix:
-            self.pieces.append(body[:prefix.end()])
-            pos = prefix.end()
-        found = list(_SENTENCE.finditer(body, pos))
-        for m in found:
-            self.pieces.append(body[pos:m.start()])
-            s = Sentence(len(self.sentences), m.group(), section, line, bool(prefix) and len(found) == 1, bool(prefix))
+        """Sentences of one line's section body; list numbers, at the line start or inline after a
+        sentence ("IMPRESSION: 1. Effusion. 2. No pneumothorax."), stay static pieces, so a rewrite
+        never moves or drops one."""
+        pos, listed, items = 0, False, []  # items: (static text before, sentence match, numbered)
+        while True:
+            start = len(body) - len(body[pos:].lstrip())
+            prefix = _LIST_PREFIX.match(body, start)
+            if prefix and (pos == 0 or _INLINE_NUMBER.match(body, start)):
+                listed, numbered, stop = True, True, prefix.end()
+            else:
+                numbered, stop = False, pos
+            m = _SENTENCE.search(body, stop)
+            if not m or not m.group().strip():
+                break
+            items.append((body[pos:m.start()], m, numbered))
+            pos = m.end()
+        owners: list[int] = []  # alone: the only sentence of its list item (dropping it leaves a bare number)
+        for k, (_, _, numbered) in enumerate(items):
+            owners.append(k if numbered or not owners else owners[-1])
+        for (before, m, _), owner in zip(items, owners):
+            alone = listed and owners.count(owner) == 1
+            self.pieces.append(before)
+            s = Sentence(len(self.sentences), m.group(), section, line, alone, listed)
             self.sentences.append(s)
             self.pieces.append(s)
-            pos = m.end()
         self.pieces.append(body[pos:])
 
     # -- queries

@@ -234,9 +234,13 @@ def omission(doc: Doc, rng, request) -> Variant:
 
 def shuffle(doc: Doc, rng, request) -> Variant:
     texts = {}
-    blocks: dict = {}  # a numbered list shuffles as one block; other lines each on their own
+    # A numbered list shuffles its one-sentence items as one block (the numbers stay in place);
+    # an item of several sentences stays whole where it is; other lines shuffle on their own.
+    blocks: dict = {}
     for s in doc.sentences:
-        blocks.setdefault((s.section, "list" if s.listed else s.line), []).append(s)
+        key = (s.section, "list") if s.listed and s.alone else (s.section, "item", s.index) if s.listed \
+            else (s.section, s.line)
+        blocks.setdefault(key, []).append(s)
     for sents in blocks.values():
         if len({s.text for s in sents}) < 2:
             continue

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from components.variants.anatomy import site_phrase, sites
 from components.variants.base import Variant
-from components.variants.devices import device_mentions, find_devices, lexicon as device_lexicon
+from components.variants.devices import device_mentions, find_devices, lexicon as device_lexicon, position_status
 from components.variants.rules import (FINDINGS, Doc, Reading, findings_of, load, match_case, not_applicable,
                                        pick, sentence_labels, upper_first)
 
@@ -191,47 +192,58 @@ def false_prediction(doc: Doc, rng, request) -> Variant:
     return not_applicable("no added finding read as exactly one new observation")
 
 
+_AN = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")
+
+
+def _template(template: str, sentence: str, obs: str) -> str:
+    """A negated / affirmed template filled with the side and sites of `sentence`'s finding."""
+    side = sentence_labels(sentence).laterality.get(obs, "")
+    text = template.format(side="" if side == "bilateral" else side, site=site_phrase(sentence))
+    return _AN.sub(r"\1n ", upper_first(re.sub(r"\s{2,}", " ", text)))
+
+
+def _present(sentence: str, obs: str) -> bool:
+    return sentence_labels(sentence).labels.get(obs) in (1.0, -1.0)
+
+
 def _single(sentence: str) -> tuple[str, float] | None:
     """(observation, value) when the labeler reads exactly one observation in the sentence."""
     f = findings_of(sentence_labels(sentence))
     return next(iter(f.items())) if len(f) == 1 else None
 
 
-def _flip(doc: Doc, obs: str, value: float, template: str, before: Reading):
-    """Replace every sentence stating `obs` (all single-observation) by its flipped form."""
+def _flip(doc: Doc, obs: str, template: str):
+    """Replace every sentence stating `obs` as present (all single-observation) by its negated form;
+    sentences that already negate it stay."""
     texts = {}
     for s in doc.sentences:
         f = findings_of(sentence_labels(s.text))
-        if obs not in f:
+        if f.get(obs) not in (1.0, -1.0):
             continue
         if len(f) != 1:
             return None
-        side = sentence_labels(s.text).laterality.get(obs, "")
-        side = "" if side == "bilateral" else side
-        texts[s.index] = upper_first(re.sub(r"\s{2,}", " ", template.format(side=side)))
+        texts[s.index] = _template(template, s.text, obs)
     return texts or None
 
 
 def false_negation(doc: Doc, rng, request) -> Variant:
+    """Negate a present (positive or uncertain) finding; a negative is never "negated" again."""
     d = _data()
     before = doc.reading()
-    cands = [(o, v) for o, v in before.labels.items() if o != "Support Devices" and
-             ((v in (1.0, -1.0) and o in d["negated"]) or (v == 0.0 and o in d["affirmed"]))]
+    cands = [o for o, v in before.labels.items() if o != "Support Devices" and v in (1.0, -1.0) and o in d["negated"]]
     if not cands:
-        return not_applicable("no finding to negate and no negative to affirm")
+        return not_applicable("no present finding to negate")
     rng.shuffle(cands)
-    for obs, value in cands[:_MAX_TRIES]:
-        template = d["negated"][obs] if value != 0.0 else d["affirmed"][obs]
-        texts = _flip(doc, obs, value, template, before)
+    for obs in cands[:_MAX_TRIES]:
+        texts = _flip(doc, obs, d["negated"][obs])
         if not texts:
             continue
         after = doc.reading(texts)
-        if _changed(before, after) == [obs] and {value, after.labels.get(obs)} in ({1.0, 0.0}, {-1.0, 0.0}):
+        if _changed(before, after) == [obs] and after.labels.get(obs) == 0.0:
             first = min(texts)
-            how = "negated" if value != 0.0 else "affirmed"
-            return _finish(doc, texts, first, 0, len(texts[first]), f"{how} {obs}: {doc.sentences[first].text} -> "
+            return _finish(doc, texts, first, 0, len(texts[first]), f"negated {obs}: {doc.sentences[first].text} -> "
                            f"{texts[first]}", len(texts))
-    return not_applicable("every finding is stated together with another one")
+    return not_applicable("every present finding is stated together with another one")
 
 
 def opposite_sentence(doc: Doc, rng, request) -> Variant:
@@ -245,14 +257,14 @@ def opposite_sentence(doc: Doc, rng, request) -> Variant:
         one = _single(s.text)
         if one and one[0] in d["negated"]:
             obs, v = one
-            side = sentence_labels(s.text).laterality.get(obs, "")
-            t = d["negated"][obs] if v != 0.0 else d["affirmed"][obs]
-            cands.append((s, upper_first(re.sub(r"\s{2,}", " ", t.format(side="" if side == "bilateral" else side)))))
+            cands.append((s, _template(d["negated"][obs] if v != 0.0 else d["affirmed"][obs], s.text, obs)))
     if not cands:
         return not_applicable("no sentence with a known opposite")
     order = rng.permutation(len(cands))
     for j in order[:_MAX_TRIES]:
         s, new = cands[int(j)]
+        if sites(new) != sites(s.text):  # an opposite is about the same anatomy
+            continue
         texts = {s.index: new}
         after = doc.reading(texts)
         one = _single(s.text)
@@ -279,10 +291,16 @@ def _new_number(old: str, rng) -> str:
     return pick(rng, opts)
 
 
+def _states_present(sentence: str) -> bool:
+    return any(v in (1.0, -1.0) for v in findings_of(sentence_labels(sentence)).values())
+
+
 def measurement(doc: Doc, rng, request) -> Variant:
-    cands = [(s, m) for s in doc.sentences for m in _NUMBER.finditer(s.text)]
+    """Change a number of a present finding or device ("2.1 cm nodule", "ETT 4 cm above the
+    carina"); a number in a negative statement ("no nodule over 5 mm") changes nothing clinical."""
+    cands = [(s, m) for s in doc.sentences if _states_present(s.text) for m in _NUMBER.finditer(s.text)]
     if not cands:
-        return not_applicable("no measurement in the findings or impression")
+        return not_applicable("no measurement of a present finding in the findings or impression")
     order = rng.permutation(len(cands))
     for j in order[:_MAX_TRIES]:
         s, m = cands[int(j)]
@@ -318,6 +336,8 @@ def _device_edit(doc: Doc, rng, what: str) -> Variant:
     lex = device_lexicon()
     cands = []
     for s in doc.sentences:
+        if not _present(s.text, "Support Devices"):  # "the ETT has been removed": nothing to rename or move
+            continue
         for m in find_devices(s.text):
             spec = lex.devices.get(m.device, {})
             if what == "name":
@@ -325,13 +345,11 @@ def _device_edit(doc: Doc, rng, what: str) -> Variant:
                     written = s.text[m.type_start:m.end]
                     style = "abbr" if written.isupper() else "full"
                     cands.append((s, m, m.type_start, m.end, lex.devices[new]["written"][style]))
-            elif m.pos_start >= 0 and spec.get("movable", True):
-                here = re.sub(r"^(?:tip |the )", "", m.position.lower())
-                for new in list(spec.get("positions", ())) + list(spec.get("malpositions", ())):
-                    if new.lower().replace("the ", "") != here.replace("the ", ""):
-                        cands.append((s, m, m.pos_start, m.pos_end, new))
+            elif m.pos_start >= 0 and spec.get("movable", True) and position_status(m.device, m.position) == "normal":
+                # a device in a correct position moved to an incorrect one; two normal places are no error
+                cands += [(s, m, m.pos_start, m.pos_end, new) for new in spec.get("malpositions", ())]
     if not cands:
-        return not_applicable(f"no device {'to rename' if what == 'name' else 'with a position to move'}")
+        return not_applicable(f"no present device {'to rename' if what == 'name' else 'in a correct position to move'}")
     before = doc.reading()
     for j in rng.permutation(len(cands))[:_MAX_TRIES]:
         s, m, a, b, new = cands[int(j)]
