@@ -107,8 +107,56 @@ def _arg(option) -> str:
     return option.flag.lstrip("-").replace("-", "_")
 
 
+def _extra_command(name: str, verb: str):
+    """`cxr <stage> <verb>`: a function `verb(params, **options)` of the stage module; its keyword
+    arguments become options (`per_stratum` -> --per-stratum; a list is repeatable)."""
+    import typing
+
+    stage_module = module(name)
+    fn = getattr(stage_module, verb)
+    hints = typing.get_type_hints(fn)
+
+    def command(params: ParamsFile = None, set_: Sets = None, **options):
+        from components.stages import ScopedParams
+
+        with user_errors():
+            summary = fn(ScopedParams(load(params, set_), stage_module.STAGE.params), **options)
+        _print(summary)
+
+    extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=p.default,
+                               annotation=Annotated[hints[k], typer.Option(f"--{k.replace('_', '-')}")])
+             for k, p in list(inspect.signature(fn).parameters.items())[1:]]
+    base = [inspect.Parameter("params", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ParamsFile),
+            inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Sets)]
+    command.__signature__ = inspect.Signature(base + extra)
+    command.__doc__ = fn.__doc__
+    return command
+
+
+def _stage_group(name: str) -> typer.Typer:
+    """A stage with extra verbs: `cxr <stage> [options]` runs the stage, `cxr <stage> <verb>` the verb."""
+    run = _stage_command(name)
+    group = typer.Typer(invoke_without_command=True, add_completion=False, pretty_exceptions_enable=False)
+
+    def callback(ctx: typer.Context, **kwargs):
+        if ctx.invoked_subcommand is None:
+            run(**kwargs)
+
+    callback.__signature__ = inspect.Signature(
+        [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+        + list(run.__signature__.parameters.values()))
+    callback.__doc__ = run.__doc__
+    group.callback()(callback)
+    for verb in module(name).STAGE.extra_commands:
+        group.command(verb)(_extra_command(name, verb))
+    return group
+
+
 for _name in ORDER:
-    app.command(name=_name)(_stage_command(_name))
+    if module(_name).STAGE.extra_commands:
+        app.add_typer(_stage_group(_name), name=_name)
+    else:
+        app.command(name=_name)(_stage_command(_name))
 
 
 @app.command("stages")

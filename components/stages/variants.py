@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from components.stages.base import Check, Option, Stage
 
@@ -16,7 +17,21 @@ STAGE = Stage(
              Option("--backend", "variants.backend", str, "rules | hf | openai")),
     checks=(Check("variants_acceptance", "Accepted / applicable variants, per kind and error category, "
                                          "at least variants.min_acceptance."),),
+    extra_commands=("review",),
 )
+
+
+def review(params, out: str = "data/variants_review", per_stratum: int = 20, seed: int = 0,
+           verdicts: Optional[list[str]] = None) -> dict:
+    """Export a stratified sample of accepted variants for human review (sample.csv / sample.md in
+    --out), or, with --verdicts FILE (repeatable: one per reviewer), import the filled-in CSVs into an
+    acceptance-quality table (quality.csv / quality.json in --out/quality). Not a pipeline stage: a
+    person reads the variants; the sample is seeded, so the same run gives the same sample."""
+    from components.variants.review import export_review, import_verdicts
+
+    if verdicts:
+        return import_verdicts(out, verdicts, Path(out) / "quality")
+    return export_review(params.variants.out, params.variants.input, out, per_stratum, seed)
 
 
 def run(params) -> dict:
