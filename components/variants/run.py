@@ -2,7 +2,7 @@
 
 For every clean report, one request per configured kind and per error category goes to the
 backend (rules, hf or openai) through the cache; each variant is re-labelled and gated
-(validate.py). Model backends get new attempts, with new seeds, for rejected variants. Outputs:
+(gate.py). Model backends get new attempts, with new seeds, for rejected variants. Outputs:
     variants.parquet  one row per request: the variant, its backend/model/prompt, valid, reject_reason
     summary.json      requested / applicable / accepted per kind and category, reject reasons, timings
 """
