@@ -81,3 +81,9 @@ def test_review_needs_the_variants_first(tmp_path):
     result = runner.invoke(app, ["variants", "review", "--set", f"variants.out={tmp_path / 'none'}",
                                  "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "run `cxr variants` first" in result.output
+
+
+def test_the_stage_still_runs_without_a_subcommand(tmp_path):
+    # `cxr variants` is a group now (for `review`); without a subcommand it runs the stage, as DVC calls it
+    result = runner.invoke(app, ["variants", "--set", f"variants.input={tmp_path / 'none'}", "--out", str(tmp_path / "v")])
+    assert result.exit_code == 2 and "run `cxr clean` first" in result.output
