@@ -5,7 +5,7 @@
 (a) openai: a chat-completions server started here on 127.0.0.1 answers every request after a
     fixed delay (a stand-in for model latency); the same requests run at concurrency 1 and 16.
     Goal: ratio of requests/s >= 8.
-(b) rules: `components.variants.rules.RulesBackend` over every kind and error category of
+(b) rules: `components.variants.rules_backend.RulesBackend` over every kind and error category of
     synthetic clean reports, in this process pinned to one core; "unavailable" until it exists.
 Prints one JSON document.
 """
@@ -97,7 +97,7 @@ def bench_openai(n: int, delay_ms: float, seed: int) -> dict:
 
 def bench_rules(n_reports: int, seed: int) -> dict | str:
     try:
-        from components.variants.rules import RulesBackend
+        from components.variants.rules_backend import RulesBackend
     except ImportError:
         return "unavailable"
     if hasattr(os, "sched_setaffinity"):  # one core, whatever the machine: a per-worker figure

@@ -20,7 +20,7 @@ from components.reports.labeler import label_report
 from components.reports.sections import labelable_text, parse_sections
 from components.variants.base import ERROR_CATEGORIES, ERROR_KIND, VariantRequest
 from components.variants.devices import device_mentions, find_devices
-from components.variants.rules import RulesBackend
+from components.variants.rules_backend import RulesBackend
 from components.variants.gate import check_error
 
 OBS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",

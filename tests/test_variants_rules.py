@@ -23,7 +23,7 @@ from components.synth.report_writer import render_report
 from components.synth.truth import sample_truth
 from components.variants.base import ERROR_CATEGORIES, ERROR_KIND, EQUIVALENT_KINDS, VariantRequest
 from components.variants.devices import device_mentions
-from components.variants.rules import RulesBackend
+from components.variants.rules_backend import RulesBackend
 
 OBS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
        "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",

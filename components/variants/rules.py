@@ -32,7 +32,7 @@ import yaml
 from components.chexpert import OBSERVATIONS
 from components.reports.labeler import LabelResult, label_report
 from components.reports.sections import SHORT, INDICATION_LINE, canonical, header_matches
-from components.variants.base import ERROR_CATEGORIES, ERROR_KIND, EQUIVALENT_KINDS, Variant, VariantRequest
+from components.variants.base import Variant, VariantRequest
 
 DATA_DIR = Path(__file__).parent / "data"
 FINDINGS = tuple(o for o in OBSERVATIONS if o != "No Finding")  # No Finding is derived, never edited
@@ -288,39 +288,3 @@ def match_case(written: str, new: str) -> str:
 
 def ensure_period(s: str) -> str:
     return s if s.endswith((".", "!", "?")) else s + "."
-
-
-# --------------------------------------------------------------------------- the backend
-
-
-class RulesBackend:
-    """Deterministic rewrite rules; no model, no network."""
-
-    name = "rules"
-    model = "rules"
-    prompt_version = "rules-1"
-
-    def generate(self, requests: list[VariantRequest]) -> list[Variant]:
-        return [self.one(r) for r in requests]
-
-    def one(self, request: VariantRequest) -> Variant:
-        from components.variants.rules_equivalent import EQUIVALENT
-        from components.variants.rules_errors import ERRORS
-
-        if request.kind == ERROR_KIND:
-            if request.error_category not in ERROR_CATEGORIES:
-                return Variant(None, failure="unknown_error_category", detail=str(request.error_category))
-            handler = ERRORS[request.error_category]
-        elif request.kind in EQUIVALENT_KINDS:
-            handler = EQUIVALENT[request.kind]
-        else:
-            return Variant(None, failure="unknown_kind", detail=str(request.kind))
-        if not request.text or not request.text.strip():
-            return not_applicable("empty report")
-        doc = Doc(request.text)
-        if not doc.sentences:
-            return not_applicable("no findings or impression sentences")
-        variant = handler(doc, request_rng(request), request)
-        if variant.text is not None and variant.text.strip() == request.text.strip():
-            return not_applicable("no rule changed the text")
-        return variant

@@ -38,7 +38,7 @@ SCHEMA = pa.schema([
 
 def make_backend(cfg: VariantsParams) -> Backend:
     if cfg.backend == "rules":
-        from components.variants.rules import RulesBackend
+        from components.variants.rules_backend import RulesBackend
 
         return RulesBackend()
     if cfg.backend == "hf":
