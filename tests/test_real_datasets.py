@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -16,9 +17,16 @@ import pytest
 from components.ingest.audit import conservation
 from components.ingest.run import ingest
 from components.params import CleanParams, IngestParams, QualityParams
-from components.reports import verify
 from components.reports.clean import clean
+from components.stages import clean as clean_stage
+from components.stages import ingest as ingest_stage
 from tests import real_layouts as L
+
+def _clean_check(name: str, clean_dir: Path, ingest_dir: Path | None = None) -> dict:
+    """One of the clean stage's asset checks on an output (absolute paths: the project root is unused)."""
+    params = SimpleNamespace(clean=SimpleNamespace(out=str(clean_dir), input=str(ingest_dir)))
+    return getattr(clean_stage, f"check_clean_{name}")(params, Path("/"))
+
 
 # A handful of subjects cannot hold split proportions (tests/test_quality.py covers those bounds).
 WIDE = QualityParams(split_bounds={"train": (0.0, 1.0), "val": (0.0, 1.0), "test": (0.0, 1.0)})
@@ -91,9 +99,9 @@ def test_every_layout_ingests_and_cleans_with_every_record_accounted_for(run):
     assert dict(q.loc[q["level"] == "study", ["record_id", "reason"]].values) == spec["dropped"]
     assert set(studies["split_source"]) == {spec["split_source"]}
     # clean: nothing lost, the Great Expectations suite and the PHI gate pass
-    assert run["clean"]["conservation_ok"] and verify.conservation(d / "clean", d / "ingested")["ok"]
+    assert run["clean"]["conservation_ok"] and _clean_check("conservation", d / "clean", d / "ingested")["passed"]
     assert run["clean"]["quality"]["success"], run["clean"]["quality"]["failed"]
-    assert verify.phi_free(d / "clean")["passed"]
+    assert _clean_check("quality_suite", d / "clean")["passed"] and _clean_check("phi_free", d / "clean")["passed"]
     reports = pd.read_parquet(d / "clean" / "reports.parquet")
     assert len(reports) == spec["out_studies"] and reports["text"].str.len().gt(20).all()
     assert reports["findings"].notna().all() and reports["impression"].notna().all()
@@ -184,7 +192,7 @@ def test_clock_times_are_not_phi_by_default_but_can_be(runs, tmp_path):
     assert dict(q[["study_id", "reason"]].values) == {"57375967": "report_phi"}
     assert q["detail"].tolist() == ["time=1"]
     assert summary["phi"]["kinds_checked"] == ["date", "time", "person_name"]
-    assert verify.phi_free(tmp_path / "clean")["passed"]
+    assert _clean_check("phi_free", tmp_path / "clean")["passed"]
 
 
 def test_unknown_view_policy(tmp_path):
@@ -200,24 +208,18 @@ def test_unknown_view_policy(tmp_path):
     assert strict["conservation_ok"]
 
 
-def test_agreement_reaches_dagster_metadata(runs, monkeypatch):
-    from components import stage_metadata
-    from components.params import Params
-
+def test_agreement_reaches_dagster_metadata(runs):
     out = runs("mimic-jpg+reports-zip")
-    sent = []
-    monkeypatch.setattr(stage_metadata, "under_dagster", lambda: True)
-    monkeypatch.setattr(stage_metadata, "report_materialization", sent.append)
-    params = Params(clean=CleanParams(input=str(out["dir"] / "ingested"), out=str(out["dir"] / "clean")),
-                    ingest=IngestParams(out=str(out["dir"] / "ingested")))
-    stage_metadata.report_clean(params, out["clean"])
-    stage_metadata.report_ingest(params, out["ingest"])
-    clean_meta, ingest_meta = sent
+    params = SimpleNamespace(clean=SimpleNamespace(out=str(out["dir"] / "clean")),
+                             ingest=SimpleNamespace(out=str(out["dir"] / "ingested")))
+    clean_meta = clean_stage.metadata(params, out["clean"])
+    ingest_meta = ingest_stage.metadata(params, out["ingest"])
     table = clean_meta["agreement_mimic_cxr_2_0_0_chexpert"]["raw_value"]
     assert "| Pleural Effusion |" in table and "precision" in table
     assert clean_meta["agreement_mimic_cxr_2_0_0_chexpert_macro_f1"] == \
         out["clean"]["reference_agreement"]["mimic-cxr-2.0.0-chexpert"]["macro_f1"]
     assert "mimic-cxr-2.1.0-test-set-labeled" in ingest_meta["reference_labels"]["raw_value"]
+    assert ingest_meta["text_only_studies"] == 0
 
 
 def test_partial_download_under_the_official_split(tmp_path):
