@@ -6,9 +6,9 @@ One builder per layout a user arrives with; each returns (ingest overrides, expe
   s<study>/<dicom_id>.dcm images; no metadata or split CSV (those are -JPG files), views only in headers.
 - MIMIC-CXR-JPG 2.1.0: files/.../<dicom_id>.jpg, mimic-cxr-2.0.0-{metadata,split,chexpert,negbio}.csv.gz
   and mimic-cxr-2.1.0-test-set-labeled.csv; no reports (they come from MIMIC-CXR: mimic-cxr-reports.zip).
-- CheXpert Plus: df_chexpert_plus_240401.csv (27 columns), chexbert_labels/{impression,findings}_fixed.json
+- CheXpert Plus: df_chexpert_plus_240401.csv (27 columns), chexbert_labels/{impression,findings,report}_fixed.json
   (JSON lines), images in PNG/, PNG/PNG/, DICOM/ or the original CheXpert-v1.0/ tree.
-- Open-I: ecgen-radiology/<n>.xml, NLMCXR_png/CXR<n>_<...>.png, NLMCXR_dcm/<n>_<...>.dcm.
+- Open-I: ecgen-radiology/<n>.xml, NLMCXR_png/CXR<n>_<...>.png, NLMCXR_dcm/<n>/<n>_<...>.dcm.
 - A generic manifest.csv with a split column.
 Reports are written the way radiologists write them, in each institution's house format.
 """
@@ -290,6 +290,7 @@ def chexpert_plus(root: Path, layout: str) -> Path:
     lines = "\n".join(json.dumps(r) for r in chexbert) + "\n"
     write(root / "chexbert_labels" / "impression_fixed.json", lines)
     write(root / "chexbert_labels" / "findings_fixed.json", lines)
+    write(root / "chexbert_labels" / "report_fixed.json", lines)
     return root
 
 
@@ -357,7 +358,9 @@ def openi(root: Path, images: bool = True, dicoms: bool = True) -> Path:
                 bitmap(root / "NLMCXR_png" / f"{image_id}.png", 300 + 10 * n + k)
             if images and dicoms:
                 lateral = image_id in OPENI_LATERAL
-                dicom(root / "NLMCXR_dcm" / f"{image_id.removeprefix('CXR')}.dcm", 300 + 10 * n + k,
+                # NLMCXR_dcm.tgz: a folder per report; CXR1_1_IM-0001-3001 -> 1/1_IM-0001-3001.dcm
+                name = image_id.removeprefix(f"CXR{n}_").removeprefix(f"{n}_")
+                dicom(root / "NLMCXR_dcm" / str(n) / f"{n}_{name}.dcm", 300 + 10 * n + k,
                       f"CXR{n}", "LL" if lateral else "PA")
     return root
 

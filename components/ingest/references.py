@@ -7,6 +7,7 @@ Known files (looked for under the dataset root, then the image root):
     mimic-cxr-2.0.0-negbio             MIMIC-CXR-JPG: NegBio's output (.csv.gz)
     chexbert_labels/impression_fixed   CheXpert Plus: CheXbert on the impression (JSON lines)
     chexbert_labels/findings_fixed     CheXpert Plus: CheXbert on the findings (JSON lines)
+    chexbert_labels/report_fixed       CheXpert Plus: CheXbert on the whole report, history included
 Each study gets the first of ingest.reference_labels that labels it (radiologists before labelers by
 default), stored as reference_source plus one reference_<observation> column per observation.
 """
@@ -22,7 +23,7 @@ from components.chexpert import OBSERVATIONS, REFERENCE_COLUMNS
 from components.ingest.readers._common import clean, find_csv, open_csv, strip_prefix
 
 KNOWN = ("mimic-cxr-2.1.0-test-set-labeled", "mimic-cxr-2.0.0-chexpert", "mimic-cxr-2.0.0-negbio",
-         "chexbert_labels/impression_fixed", "chexbert_labels/findings_fixed")
+         "chexbert_labels/impression_fixed", "chexbert_labels/findings_fixed", "chexbert_labels/report_fixed")
 COLUMNS = REFERENCE_COLUMNS
 # Column names in the released files that differ from CheXpert's observation names.
 _ALIASES = {"airspace opacity": "Lung Opacity", "no findings": "No Finding"}

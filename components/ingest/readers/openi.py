@@ -3,7 +3,9 @@
 Each XML is one report: <uId id="CXR1"/>, labelled <AbstractText Label="FINDINGS"> sections,
 <MeSH><major>/<automatic> terms and one <parentImage id="CXR1_1_IM-0001-3001"> per image, whose
 PNG is named <id>.png. Open-I has no patient id. The PNGs carry no view; the DICOM release
-(NLMCXR_dcm, files named without the "CXR" prefix: 1_IM-0001-3001.dcm) does, in its headers, so
+(NLMCXR_dcm.tgz: one folder per report, files named without the "CXR" prefix and without the
+repeated report number: CXR1_1_IM-0001-3001 -> 1/1_IM-0001-3001.dcm, CXR2_IM-0652-1001 ->
+2/2_IM-0652-1001.dcm) does, in its headers, so
 when it is present each image's view is read from its DICOM (and the DICOM is the image when the
 PNG is absent). The XMLs are distributed apart from the images: a tree of XMLs alone is a text-only
 corpus (ingest.require_images: false).
@@ -12,6 +14,7 @@ corpus (ingest.require_images: false).
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,10 +64,20 @@ def _image_index(root: Path) -> dict[str, Path]:
     return index
 
 
+_DCM_NAME = re.compile(r"^CXR(\d+)_(?:\1_)?(.+)$")
+
+
+def _dicom_names(image_id: str) -> list[str]:
+    """File names the DICOM release may use for an image id, most likely first."""
+    m = _DCM_NAME.match(image_id)
+    names = [f"{m[1]}_{m[2]}.dcm"] if m else []
+    return names + [f"{image_id.removeprefix('CXR')}.dcm", f"{image_id}.dcm"]
+
+
 def _image(image_id: str, files: dict[str, Path], root: Path) -> RawImage:
     """The PNG when present, else the DICOM; the view from the DICOM's header when there is one."""
     png = files.get(f"{image_id}.png")
-    dcm = files.get(f"{image_id.removeprefix('CXR')}.dcm") or files.get(f"{image_id}.dcm")
+    dcm = next((files[n] for n in _dicom_names(image_id) if n in files), None)
     path = png or dcm or root / PNG_DIR / f"{image_id}.png"
     return RawImage(image_id=image_id, path=str(path), view=dicom_view(dcm) if dcm else None)
 
