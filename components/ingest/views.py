@@ -14,10 +14,12 @@ FRONTAL, LATERAL, OTHER = "frontal", "lateral", "other"
 
 # Canonical name -> class. A lateral decubitus film is a horizontal-beam AP or PA projection with the
 # patient on one side, so decubitus views (bare or with AP/PA) are frontal, not lateral.
+# FRONTAL: a source that says frontal without AP or PA (CheXpert Plus with a blank ap_pa).
 VIEW_CLASS: dict[str, str] = {
     "PA": FRONTAL, "AP": FRONTAL, "AP AXIAL": FRONTAL, "PA AXIAL": FRONTAL, "AP LORDOTIC": FRONTAL,
     "AP LLD": FRONTAL, "AP RLD": FRONTAL, "PA LLD": FRONTAL, "PA RLD": FRONTAL, "LLD": FRONTAL, "RLD": FRONTAL,
-    "LATERAL": LATERAL, "LL": LATERAL, "RL": LATERAL, "XTABLE LATERAL": LATERAL, "SWIMMERS": LATERAL,
+    "FRONTAL": FRONTAL,
+    "LATERAL": LATERAL, "XTABLE LATERAL": LATERAL, "SWIMMERS": LATERAL,
     "LAO": OTHER, "RAO": OTHER, "LPO": OTHER, "RPO": OTHER, "LLO": OTHER, "RLO": OTHER, "OBLIQUE": OTHER,
 }
 # Other spellings seen in exports -> canonical name.
@@ -25,7 +27,7 @@ VIEW_CLASS: dict[str, str] = {
 ALIASES = {"LAT": "LATERAL", "LL": "LATERAL", "RL": "LATERAL", "LEFT LATERAL": "LATERAL",
            "RIGHT LATERAL": "LATERAL", "X-TABLE LATERAL": "XTABLE LATERAL",
            "CROSS-TABLE LATERAL": "XTABLE LATERAL", "POSTERO-ANTERIOR": "PA", "ANTERO-POSTERIOR": "AP",
-           "POSTEROANTERIOR": "PA", "ANTEROPOSTERIOR": "AP", "FRONTAL": "FRONTAL", "LORDOTIC": "AP LORDOTIC"}
+           "POSTEROANTERIOR": "PA", "ANTEROPOSTERIOR": "AP", "LORDOTIC": "AP LORDOTIC"}
 # ViewCodeSequence CodeMeaning (DICOM CID 4010 / 4012, lower case) -> canonical name.
 CODE_MEANINGS = {
     "postero-anterior": "PA", "antero-posterior": "AP", "lateral": "LATERAL", "left lateral": "LATERAL",
@@ -49,13 +51,8 @@ def from_code_meaning(meaning) -> str | None:
 
 
 def view_class(view: str | None) -> str | None:
-    """frontal / lateral / other, or None when the view is unknown. "FRONTAL" (a source that only
-    says frontal, without AP/PA) is frontal."""
-    if view is None:
-        return None
-    if view == "FRONTAL":
-        return FRONTAL
-    return VIEW_CLASS.get(view, OTHER)
+    """frontal / lateral / other for a canonical name, or None when the view is unknown."""
+    return None if view is None else VIEW_CLASS.get(view, OTHER)
 
 
 def header_view(ds) -> str | None:

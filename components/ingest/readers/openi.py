@@ -2,13 +2,12 @@
 
 Each XML is one report: <uId id="CXR1"/>, labelled <AbstractText Label="FINDINGS"> sections,
 <MeSH><major>/<automatic> terms and one <parentImage id="CXR1_1_IM-0001-3001"> per image, whose
-PNG is named <id>.png. Open-I has no patient id. The PNGs carry no view; the DICOM release
-(NLMCXR_dcm.tgz: one folder per report, files named without the "CXR" prefix and without the
+PNG is named <id>.png. Open-I has no patient id. The PNGs carry no view; the DICOM release does, in
+its headers (NLMCXR_dcm.tgz: one folder per report, files named without the "CXR" prefix and the
 repeated report number: CXR1_1_IM-0001-3001 -> 1/1_IM-0001-3001.dcm, CXR2_IM-0652-1001 ->
-2/2_IM-0652-1001.dcm) does, in its headers, so
-when it is present each image's view is read from its DICOM (and the DICOM is the image when the
-PNG is absent). The XMLs are distributed apart from the images: a tree of XMLs alone is a text-only
-corpus (ingest.require_images: false).
+2/2_IM-0652-1001.dcm). When it is present each image's view is read from its DICOM (and the DICOM
+is the image when the PNG is absent). The XMLs are distributed apart from the images: a tree of
+XMLs alone is a text-only corpus (ingest.require_images: false).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from components.ingest.views import dicom_view
 
 XML_DIR = "ecgen-radiology"
 PNG_DIR = "NLMCXR_png"
-DCM_DIR = "NLMCXR_dcm"
 
 
 def _xml_files(root: Path) -> list[Path]:
