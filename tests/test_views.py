@@ -10,7 +10,7 @@ import pytest
 
 from components.chexpert import OBSERVATIONS
 from components.ingest.readers import read_source
-from components.ingest.references import load_references
+from components.ingest.references import labels_of, load_references
 from components.ingest.views import FRONTAL, LATERAL, OTHER, dicom_view, normalise_view, view_class
 from components.reports.agreement import positive_agreement, reference_agreement
 from tests import real_layouts as L
@@ -57,10 +57,12 @@ def test_reference_files_by_priority(tmp_path):
     names = ["mimic-cxr-2.1.0-test-set-labeled", "mimic-cxr-2.0.0-chexpert"]
     refs, found = load_references(names, [root])
     assert found == {"mimic-cxr-2.1.0-test-set-labeled": 2, "mimic-cxr-2.0.0-chexpert": 6}
-    source, labels = refs["50771383"]  # a test-set study: the radiologists' labels win
-    assert source == names[0] and labels["Lung Opacity"] == 1.0 and labels["Edema"] == 1.0
-    assert refs["50414267"][0] == names[1] and refs["50414267"][1]["No Finding"] == 1.0
-    assert refs["50414267"][1]["Edema"] is None  # blank: not mentioned
+    labels = labels_of(refs["50771383"])  # a test-set study: the radiologists' labels win
+    assert refs["50771383"][0] == names[0] and labels["Lung Opacity"] == 1.0 and labels["Edema"] == 1.0
+    assert refs["50414267"][0] == names[1] and labels_of(refs["50414267"])["No Finding"] == 1.0
+    assert labels_of(refs["50414267"])["Edema"] is None  # blank: not mentioned
+    only, _ = load_references(names, [root], {"50414267"})  # only the studies read are kept
+    assert set(only) == {"50414267"}
     refs, _ = load_references(list(reversed(names)), [root])
     assert refs["50771383"][0] == names[1]  # the order is the user's choice
 
@@ -71,7 +73,8 @@ def test_chexbert_json_array_or_lines(tmp_path):
     for text in (json.dumps([rec]), json.dumps(rec) + "\n"):
         (tmp_path / "chexbert_labels" / "impression_fixed.json").write_text(text)
         refs, _ = load_references(["chexbert_labels/impression_fixed"], [tmp_path])
-        assert refs["patient00007/study3"][1]["Edema"] == 1.0 and refs["patient00007/study3"][1]["Fracture"] is None
+        labels = labels_of(refs["patient00007/study3"])
+        assert labels["Edema"] == 1.0 and labels["Fracture"] is None
 
 
 def test_positive_agreement_arithmetic():

@@ -41,13 +41,14 @@ def _value(cell) -> float | None:
     return v if v in (1.0, 0.0, -1.0) and not math.isnan(v) else None
 
 
-def _labels(record: dict) -> dict[str, float | None]:
+def _labels(record: dict) -> tuple[float | None, ...]:
+    """The record's labels in OBSERVATIONS order (a tuple: 227k MIMIC-CXR studies stay small)."""
     out: dict[str, float | None] = dict.fromkeys(OBSERVATIONS)
     for key, cell in record.items():
         name = _BY_NAME.get(clean(key).lower())
         if name:
             out[name] = _value(cell)
-    return out
+    return tuple(out.values())
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, dict]]:
@@ -84,9 +85,11 @@ def _find(name: str, roots: list[Path]) -> Path | None:
     return None
 
 
-def load_references(names: list[str], roots: list[Path]) -> tuple[dict[str, tuple[str, dict]], dict[str, int]]:
-    """study_id -> (source name, labels) by priority of `names`; and rows read per source found."""
-    chosen: dict[str, tuple[str, dict]] = {}
+def load_references(names: list[str], roots: list[Path], studies: set[str] | None = None
+                    ) -> tuple[dict[str, tuple[str, tuple]], dict[str, int]]:
+    """study_id -> (source name, labels in OBSERVATIONS order), by priority of `names`, for the given
+    studies (all when None); and the rows read per file found."""
+    chosen: dict[str, tuple[str, tuple]] = {}
     found: dict[str, int] = {}
     for name in names:
         path = _find(name, [r for r in roots if r.is_dir()])
@@ -96,11 +99,16 @@ def load_references(names: list[str], roots: list[Path]) -> tuple[dict[str, tupl
         found[name] = 0
         for study, labels in rows:
             found[name] += 1
-            chosen.setdefault(study, (name, labels))
+            if studies is None or study in studies:
+                chosen.setdefault(study, (name, labels))
     return chosen, found
 
 
-def reference_columns(reference: tuple[str, dict] | None) -> dict:
+def labels_of(reference: tuple[str, tuple]) -> dict[str, float | None]:
+    return dict(zip(OBSERVATIONS, reference[1]))
+
+
+def reference_columns(reference: tuple[str, tuple] | None) -> dict:
     """The reference_* fields of one study row (all None when the study has no reference)."""
-    source, labels = reference or (None, {})
-    return {"reference_source": source, **{f"reference_{o}": labels.get(o) for o in OBSERVATIONS}}
+    labels = reference[1] if reference else (None,) * len(OBSERVATIONS)
+    return {"reference_source": reference[0] if reference else None, **dict(zip(REFERENCE_COLUMNS, labels))}

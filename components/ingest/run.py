@@ -102,7 +102,7 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
     if not studies:
         raise ValueError(f"no studies found under {input_path} for source {source!r}")
     references, reference_files = load_references(
-        cfg.reference_labels, [input_path] + ([image_root] if image_root else []))
+        cfg.reference_labels, [input_path] + ([image_root] if image_root else []), {s.study_id for s in studies})
     t_read = time.perf_counter()
     quarantine = Quarantine("ingest")
     usable = _screen(studies, quarantine, cfg.require_images)
