@@ -23,3 +23,7 @@ LABEL_VALUES = (POSITIVE, NEGATIVE, UNCERTAIN)
 
 # Observations whose positive or uncertain mention rules out "No Finding" (all but devices).
 PATHOLOGIES = tuple(o for o in OBSERVATIONS if o not in ("No Finding", "Support Devices"))
+
+# A dataset's own reference labels (radiologists' or another labeler's), carried from ingest to clean
+# next to ours: reference_source names the file, one column per observation.
+REFERENCE_COLUMNS: tuple[str, ...] = tuple(f"reference_{o}" for o in OBSERVATIONS)

@@ -101,9 +101,23 @@ class IngestParams(_Section):
     shard_size: int = Field(2048, ge=1)
     split: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     split_seed: int = 0
+    # Where the images live when apart from the tables/reports (a MIMIC-CXR-JPG download next to the
+    # MIMIC-CXR reports, Open-I PNGs unpacked elsewhere); None: under `input`.
+    image_root: str | None = None
+    # false: a study without usable images is kept for its report (text-only corpora: Open-I XMLs,
+    # MIMIC-CXR reports alone); text stages use it, image stages only see studies with images.
+    require_images: bool = True
+    # Under frontal_only, an image whose view no header, code sequence or table gives: keep (trust a
+    # source that lists frontal images only) or quarantine (view_unknown: only proven frontals).
+    unknown_view: str = Field("keep", pattern="^(keep|quarantine)$")
+    # Reference label files read when present, first that labels a study wins (components/ingest/references.py).
+    reference_labels: list[str] = Field(default_factory=lambda: list(_reference_files()))
 
     @model_validator(mode="after")
     def _check(self):
+        unknown = set(self.reference_labels) - set(_reference_files())
+        if unknown:
+            raise ValueError(f"unknown reference label files {sorted(unknown)}; known: {list(_reference_files())}")
         if self.source not in SOURCES:
             raise ValueError(f"unknown source {self.source!r}; choose one of {', '.join(SOURCES)}")
         lo, hi = self.percentiles
@@ -112,6 +126,12 @@ class IngestParams(_Section):
         if set(self.split) != {"train", "val", "test"} or abs(sum(self.split.values()) - 1) > 1e-6:
             raise ValueError(f"split needs train/val/test fractions summing to 1, got {self.split}")
         return self
+
+
+def _reference_files():
+    from components.ingest.references import KNOWN
+
+    return KNOWN
 
 
 class QualityParams(_Section):
@@ -123,7 +143,9 @@ class QualityParams(_Section):
     # Share of rows with a findings or impression section; below it, section parsing is broken.
     # Unsectioned notes (terse templates, abbreviated notes) are legitimate, hence well below 1.
     min_section_coverage: float = Field(0.6, ge=0, le=1)
-    # Share of rows per split (patient-level split): catches a lost or collapsed split.
+    # Share per split among the rows whose split this pipeline assigned (ingest.split): catches a lost
+    # or collapsed split. Official splits (MIMIC-CXR's validate/test are each under 2% of studies;
+    # CheXpert Plus has no test split) are not held to these, only checked for patient leakage.
     split_bounds: dict[str, tuple[float, float]] = Field(default_factory=lambda: {
         "train": (0.6, 0.95), "val": (0.02, 0.25), "test": (0.02, 0.25)})
     # Share of rows whose text equals another row's: templated normals repeat, but a high rate
@@ -144,7 +166,26 @@ class CleanParams(_Section):
     dicom_phi: str = Field("quarantine", pattern="^(quarantine|record)$")
     expand_abbreviations: bool = False  # label and store the text with unambiguous abbreviations expanded
     max_report_chars: int = Field(20000, ge=100)  # longer input is not a report (a pasted log, a 10 MB blob)
+    # PHI kinds (components/privacy/phi.py KINDS) that count as PHI, here and in the blocking check.
+    # HIPAA Safe Harbor lists dates (except the year), not times of day, and real de-identified
+    # reports keep clock times ("discussed at 10:15"): "time" is left out by default.
+    phi_kinds: list[str] = Field(default_factory=lambda: list(_default_phi_kinds()))
     quality: QualityParams = QualityParams()
+
+    @model_validator(mode="after")
+    def _known_kinds(self):
+        from components.privacy.phi import KINDS
+
+        unknown = set(self.phi_kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown PHI kinds {sorted(unknown)}; known: {list(KINDS)}")
+        return self
+
+
+def _default_phi_kinds():
+    from components.privacy.phi import DEFAULT_KINDS
+
+    return DEFAULT_KINDS
 
 
 class HFBackendParams(_Section):

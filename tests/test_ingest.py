@@ -147,7 +147,7 @@ def test_manifest_source_with_png_jpeg_and_dicom(tmp_path, small_params, synth_d
     assert reasons["s7"] == "dicom_identifying_header"
     assert (q["reason"] == "view_not_frontal").sum() == 1
     assert summary["conservation_ok"] and summary["studies"] == {
-        "in": 7, "out": 3, "quarantined": 4, "by_reason": summary["studies"]["by_reason"]}
+        "in": 7, "out": 3, "quarantined": 4, "by_reason": summary["studies"]["by_reason"], "text_only": 0}
     assert "traps" not in summary  # only synthetic sources have a truth table
 
 

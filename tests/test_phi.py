@@ -175,3 +175,18 @@ def test_redact_replaces_exactly_the_spans():
     assert redact(text, []) == text
     with pytest.raises(ValueError):
         redact(text, [PhiSpan("date", 0, 5), PhiSpan("date", 3, 8)])
+
+
+def test_times_of_day_are_not_phi_by_default_kinds():
+    """Real de-identified reports keep clock times; HIPAA Safe Harbor lists dates, not times."""
+    from components.params import CleanParams
+    from components.privacy.phi import DEFAULT_KINDS
+
+    text = ("Findings discussed with Dr. ___ at 10:15 by telephone. Tube repositioned at 1435 hours. "
+            "Compared with the radiograph of 3/14/2015.")
+    assert "time" not in DEFAULT_KINDS and set(DEFAULT_KINDS) == set(KINDS) - {"time"}
+    assert list(CleanParams().phi_kinds) == list(DEFAULT_KINDS)
+    assert [s.kind for s in detect_phi(text, DEFAULT_KINDS)] == ["date"]  # the date still counts
+    assert [s.kind for s in detect_phi(text)].count("time") == 2  # every kind, when asked
+    with pytest.raises(ValueError, match="unknown PHI kinds"):
+        CleanParams(phi_kinds=["time", "shoe_size"])

@@ -91,6 +91,16 @@ def _all_train(df):
     df["split"] = "train"
 
 
+def _leak(df):
+    df.loc[1, "split"] = "test" if df.loc[0, "split"] != "test" else "train"  # patient 0's 2nd study
+
+
+def _official_mimic_split(df):
+    """MIMIC-CXR's official split: validate and test each under 2% of studies, as released."""
+    df["split_source"] = "source"
+    df["split"] = ["val" if i % 100 == 0 else "test" if i % 100 == 1 else "train" for i in df.index // 2]
+
+
 def _phi(df):
     df.loc[14, "phi_spans"] = 1
 
@@ -111,6 +121,9 @@ CASES = {
     "split 'validation'": (_bad_split, {"expect_column_values_to_be_in_set(split)"}),
     "all train": (_all_train, {f"expect_column_mean_to_be_between(is_split_{s})"
                                for s in ("train", "val", "test")}),
+    "subject in two splits": (_leak, {"expect_column_values_to_be_between(subject_splits)"}),
+    "official split that leaks": (lambda df: (_official_mimic_split(df), _leak(df)),
+                                  {"expect_column_values_to_be_between(subject_splits)"}),
     "phi_spans 1": (_phi, {"expect_column_values_to_be_between(phi_spans)"}),
     "duplicate texts": (_dup_texts, {"expect_column_mean_to_be_between(is_duplicate_text)"}),
     "section coverage": (_no_sections, {"expect_column_mean_to_be_between(has_section)"}),
@@ -168,6 +181,25 @@ def test_defect_fails_its_expectation(gx, reports, tmp_path, case):
     summary = validate_reports(df, QualityParams(), tmp_path)
     assert summary["success"] is False
     assert set(summary["failed"]) == expected  # that expectation, and only it
+
+
+def test_official_split_is_not_held_to_proportions(gx, reports, tmp_path):
+    """An official split far outside the bounds passes; proportions bind only rows split here."""
+    df = reports.copy()
+    _official_mimic_split(df)
+    summary = validate_reports(df, QualityParams(), tmp_path)
+    assert summary["success"], summary["failed"]
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert not any(r["name"].startswith("expect_column_mean_to_be_between(is_split_") for r in results)
+    # Mixed: assigned rows (80/10/10) are held to the bounds, official rows are not counted.
+    df = reports.copy()
+    df["split_source"] = "assigned"
+    df.loc[df.index < 300, "split_source"] = "source"
+    df.loc[df.index < 300, "split"] = "train"
+    summary = validate_reports(df, QualityParams(), tmp_path / "mixed")
+    assert summary["success"], summary["failed"]
+    by_name = {r["name"]: r for r in json.loads((tmp_path / "mixed" / "results.json").read_text())["results"]}
+    assert by_name["expect_column_mean_to_be_between(is_split_val)"]["observed_value"] == pytest.approx(0.1, abs=0.02)
 
 
 def test_missing_column_fails_cleanly(gx, reports, tmp_path):

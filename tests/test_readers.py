@@ -54,7 +54,8 @@ def _report(study: str) -> str:
 
 @pytest.fixture
 def mimic_root(tmp_path: Path) -> Path:
-    """MIMIC-CXR 2.0.0 (DICOM) with record list (.gz), study list, metadata and split CSVs."""
+    """MIMIC-CXR 2.0.0 (DICOM release): gzipped record and study lists, no -JPG CSVs (views are in
+    the DICOM headers, which the decoder reads; there is no official split in this release)."""
     root = tmp_path / "mimic-cxr"
     f = root / "files"
     # s50414267: two images (PA + lateral), report beside the images.
@@ -91,17 +92,9 @@ def mimic_root(tmp_path: Path) -> Path:
         ["", "", "", ""],  # an unusable row
     ]
     _write_csv(root / "cxr-record-list.csv.gz", ["subject_id", "study_id", "dicom_id", "path"], records)
-    _write_csv(root / "cxr-study-list.csv", ["subject_id", "study_id", "path"],
+    _write_csv(root / "cxr-study-list.csv.gz", ["subject_id", "study_id", "path"],
                [[10000032, 50414267, "files/p10/p10000032/s50414267.txt"],
                 [11000011, 55555555, "files/p11/p11000011/s55555555.txt"]])
-    _write_csv(root / "mimic-cxr-2.0.0-metadata.csv", METADATA_HEADER, [
-        _meta_row(a, 10000032, 50414267, "PA", "postero-anterior"),
-        _meta_row(b, 10000032, 50414267, "LATERAL", "lateral"),
-        _meta_row(c, 10000032, 53189527, "", "antero-posterior"),  # blank ViewPosition
-    ])
-    _write_csv(root / "mimic-cxr-2.0.0-split.csv", SPLIT_HEADER, [
-        [a, 50414267, 10000032, "train"], [c, 53189527, 10000032, "validate"],
-        ["d-bad-utf8", 52222222, 11000011, "test"]])
     return root
 
 
@@ -164,9 +157,10 @@ def chexpert_root(tmp_path: Path) -> Path:
         "train/patient00003/study1/view1_frontal.jpg", "Frontal", "PA", "patient00003",
         "REPORT_PLACEHOLDER", "", "", "train")]).split(b"\n", 1)[1]
     _write(root / "df_chexpert_plus_240401.csv", data + bad.replace(b"REPORT_PLACEHOLDER", b"caf\xe9"))
-    _write(root / "train/patient00001/study1/view1_frontal.dcm", DICOM)  # DICOM release present
-    _write(root / "train/patient00001/study1/view1_frontal.jpg", b"\xff\xd8\xff")
-    _write(root / "train/patient00001/study1/view2_lateral.png", b"\x89PNG")  # PNG release only
+    # The DICOM and PNG releases are separate archives that unpack to DICOM/ and PNG/.
+    _write(root / "DICOM/train/patient00001/study1/view1_frontal.dcm", DICOM)
+    _write(root / "PNG/train/patient00001/study1/view1_frontal.png", b"\x89PNG")
+    _write(root / "PNG/train/patient00001/study1/view2_lateral.png", b"\x89PNG")  # PNG release only
     return root
 
 
@@ -258,19 +252,19 @@ def test_mimic_record_list(mimic_root: Path) -> None:
     by = _by_id(studies)
 
     first, dup = by["50414267"]
-    assert (first.subject_id, first.error, first.split, first.sections) == ("10000032", None, "train", {})
+    assert (first.subject_id, first.error, first.split, first.sections) == ("10000032", None, None, {})
     assert "No focal consolidation (a)" in first.report
-    assert [(im.image_id[:8], im.view) for im in first.images] == [("02aa804e", "PA"), ("174413ec", "LATERAL")]
+    # no metadata CSV in the DICOM release: the view is left to the decoder, which reads the header
+    assert [(im.image_id[:8], im.view) for im in first.images] == [("02aa804e", None), ("174413ec", None)]
     assert all(Path(im.path).is_absolute() and Path(im.path).exists() for im in first.images)
     assert (dup.subject_id, dup.error) == ("12000012", "duplicate_record")
     assert [im.image_id for im in dup.images] == ["d-dup"]
 
-    sep = by["53189527"][0]  # report from mimic-cxr-reports/files, view from ViewCodeSequence
-    assert sep.error is None and "(b)" in sep.report and sep.split == "val"
-    assert sep.images[0].view == "AP"
+    sep = by["53189527"][0]  # report from mimic-cxr-reports/files
+    assert sep.error is None and "(b)" in sep.report
 
     bad = by["52222222"][0]
-    assert (bad.report, bad.error, bad.split) == (None, "report_not_utf8", "test")
+    assert (bad.report, bad.error) == (None, "report_not_utf8")
     assert "caf" not in bad.error_detail  # no report text in details
 
     assert (by["53333333"][0].report, by["53333333"][0].error) == (None, "report_missing")
@@ -288,7 +282,7 @@ def test_mimic_jpg_tree_walk(mimic_jpg_root: Path) -> None:
     a, report_only, no_report = studies
     assert (a.subject_id, a.split, a.error) == ("10000032", "val", None)
     assert [(im.image_id, im.view, Path(im.path).suffix) for im in a.images] == [
-        ("02aa804e", "PA", ".jpg"), ("174413ec", "LL", ".jpg")]
+        ("02aa804e", "PA", ".jpg"), ("174413ec", "LATERAL", ".jpg")]  # LL: a lateral
     assert report_only.images == [] and report_only.error is None and "no images" in report_only.report
     assert (no_report.subject_id, no_report.error, no_report.split) == ("19999987", "report_missing", "test")
 
@@ -396,6 +390,8 @@ def test_read_source_errors(tmp_path: Path) -> None:
         read_source("openi", tmp_path)
     with pytest.raises(FileNotFoundError, match="manifest.csv"):
         read_source("manifest", tmp_path)
+    with pytest.raises(FileNotFoundError, match="image root .* is not a folder"):
+        read_source("openi", tmp_path, tmp_path / "no-images-here")
     assert set(READERS) == {"synth", "mimic", "chexpert-plus", "openi", "manifest"}
 
 

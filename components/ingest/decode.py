@@ -20,7 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 
-from components.ingest.records import FRONTAL_VIEWS
+from components.ingest.views import FRONTAL, header_view, normalise_view, view_class
 
 cv2.setNumThreads(1)  # parallelism comes from worker processes; threads would oversubscribe cores
 
@@ -38,8 +38,6 @@ IDENTIFYING_ATTRIBUTES = (
     "CurrentPatientLocation", "ResponsiblePerson", "ResponsibleOrganization",
 )
 _IDENTIFYING_TAGS = tuple((k, Tag(k)) for k in IDENTIFYING_ATTRIBUTES)
-VIEW_ALIASES = {"PA": "PA", "AP": "AP", "LL": "LATERAL", "RL": "LATERAL", "LAT": "LATERAL",
-                "LATERAL": "LATERAL", "LLD": "LATERAL", "RLD": "LATERAL"}
 
 
 class DecodeError(Exception):
@@ -55,6 +53,7 @@ class DecodeConfig:
     resolution: int = 256
     percentiles: tuple[float, float] = (0.5, 99.5)
     frontal_only: bool = True
+    unknown_view: str = "keep"  # under frontal_only, an image of unknown view: keep | quarantine
 
 
 @dataclass
@@ -63,13 +62,6 @@ class Decoded:
     view: str | None
     pixel_hash: str  # of the normalised pixels: finds re-sent copies of the same image
     header: dict  # audit fields; no values, only which attributes are filled
-
-
-def normalise_view(view) -> str | None:
-    if view is None or (isinstance(view, float) and np.isnan(view)):
-        return None
-    text = str(view).strip().upper()
-    return VIEW_ALIASES.get(text, text or None)
 
 
 def decode(path: str | Path, cfg: DecodeConfig, view_hint: str | None = None,
@@ -83,7 +75,12 @@ def decode(path: str | Path, cfg: DecodeConfig, view_hint: str | None = None,
 
 
 def _check_view(view: str | None, cfg: DecodeConfig) -> None:
-    if cfg.frontal_only and view is not None and view not in FRONTAL_VIEWS:
+    if not cfg.frontal_only:
+        return
+    kind = view_class(view)
+    if kind is None and cfg.unknown_view == "quarantine":
+        raise DecodeError("view_unknown", "no ViewPosition, view code or source view")
+    if kind is not None and kind != FRONTAL:
         raise DecodeError("view_not_frontal", f"view {view}")
 
 
@@ -95,7 +92,7 @@ def _decode_dicom(path: Path, cfg: DecodeConfig, view_hint: str | None, subject_
     except (EOFError, OSError, ValueError, KeyError, TypeError) as e:
         reason = "dicom_truncated" if _looks_truncated(path, e) else "dicom_unreadable"
         raise DecodeError(reason, f"{path.name}: {type(e).__name__}") from None
-    view = normalise_view(ds.get("ViewPosition")) or normalise_view(view_hint)
+    view = header_view(ds) or normalise_view(view_hint)  # the file's own header first
     _check_view(view, cfg)
     header = _audit_header(ds, subject_id)
     if "PixelData" not in ds:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-FRONTAL_VIEWS = ("PA", "AP")
-
 # Reason codes: stable strings, counted in summary.json and stored in quarantine.parquet.
 REASONS: dict[str, str] = {
     "report_missing": "study has no report",
@@ -20,6 +18,7 @@ REASONS: dict[str, str] = {
     "image_unreadable": "image file cannot be decoded",
     "image_blank": "image has no contrast after windowing",
     "view_not_frontal": "view excluded by ingest.frontal_only",
+    "view_unknown": "view unknown and ingest.unknown_view is quarantine (under ingest.frontal_only)",
     "no_frontal_image": "no frontal image of the study could be used",
     "duplicate_study": "same subject, report and pixels as an earlier study",
     "duplicate_record": "the same study id appears twice in the source",
@@ -33,7 +32,7 @@ class RawImage:
 
     image_id: str
     path: str  # absolute path to a DICOM, PNG or JPEG file
-    view: str | None = None  # PA / AP / LATERAL / LL ... from source metadata when it has it
+    view: str | None = None  # PA / AP / LATERAL / LL ... from source metadata when it has it (views.py)
 
 
 @dataclass
@@ -46,6 +45,6 @@ class RawStudy:
     images: list[RawImage] = field(default_factory=list)
     sections: dict[str, str] = field(default_factory=dict)  # as the source labels them
     split: str | None = None  # train / val / test when the source supplies it
-    meta: dict = field(default_factory=dict)  # source extras (MeSH terms, CheXpert labels, ...)
+    meta: dict = field(default_factory=dict)  # source extras (MeSH terms, demographics, ...)
     error: str | None = None  # a REASONS code when the study is unusable as read
     error_detail: str = ""  # why, without PHI

@@ -7,7 +7,9 @@ Outputs (written atomically into the stage's folder):
     quarantine.parquet  every dropped study or image with a reason code
     summary.json        counts per outcome and reason, timings, trap accounting for synth
     preview.png         a grid of ingested images, for people and the Dagster UI
-Rows in = rows out + rows quarantined, for studies and for images.
+Rows in = rows out + rows quarantined, for studies and for images. With ingest.require_images false a
+study whose images are all unusable (or absent: a text-only corpus) is kept with an empty image list;
+its images are still each quarantined with their reason.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from components.ingest.audit import account_traps, preview_grid
 from components.ingest.decode import DecodeConfig, DecodeError, decode
 from components.ingest.readers import read_source
 from components.ingest.records import RawStudy
+from components.ingest.references import COLUMNS as REFERENCE_COLUMNS
+from components.ingest.references import load_references, reference_columns
 from components.ingest.shards import ShardWriter
 from components.ingest.split import SPLITS, assign_splits
 from components.io import atomic_dir, write_bytes_atomic, write_json, write_table
@@ -41,6 +45,10 @@ STUDIES_SCHEMA = pa.schema([
     ("image_ids", pa.list_(pa.string())), ("views", pa.list_(pa.string())),
     ("dicom_identifying_attributes", pa.list_(pa.string())), ("burned_in_annotation", pa.bool_()),
     ("private_tags", pa.int32()), ("meta", pa.string()),
+    # "source": the dataset's official split; "assigned": hashed here (only these are held to proportions)
+    ("split_source", pa.string()),
+    # reference labels shipped with the dataset (components/ingest/references.py), NaN = blank
+    ("reference_source", pa.string()), *[(c, pa.float32()) for c in REFERENCE_COLUMNS],
 ])
 IMAGES_SCHEMA = pa.schema([
     ("image_id", pa.string()), ("study_id", pa.string()), ("subject_id", pa.string()), ("split", pa.string()),
@@ -59,7 +67,7 @@ def _decode_task(task: tuple, cfg: DecodeConfig):
         return DecodeError("image_unreadable", f"{Path(path).name}: {type(e).__name__}")
 
 
-def _screen(studies: list[RawStudy], quarantine: Quarantine) -> list[RawStudy]:
+def _screen(studies: list[RawStudy], quarantine: Quarantine, require_images: bool) -> list[RawStudy]:
     """Study-level checks that need no pixels."""
     seen: set[str] = set()
     usable = []
@@ -72,7 +80,7 @@ def _screen(studies: list[RawStudy], quarantine: Quarantine) -> list[RawStudy]:
                 reason = "report_missing"
             elif not s.report.strip():
                 reason = "report_empty"
-            elif not s.images:
+            elif not s.images and require_images:
                 reason = "image_missing"
         seen.add(s.study_id)
         if reason:
@@ -88,14 +96,17 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
            out: str | Path | None = None, workers: int | None = None, progress: bool = True) -> dict:
     source, input_path = source or cfg.source, Path(input_path or cfg.input)
     out, workers = Path(out or cfg.out), workers or cfg.workers
+    image_root = Path(cfg.image_root) if cfg.image_root else None
     t0 = time.perf_counter()
-    studies = list(read_source(source, input_path))
+    studies = list(read_source(source, input_path, image_root))
     if not studies:
         raise ValueError(f"no studies found under {input_path} for source {source!r}")
+    references, reference_files = load_references(
+        cfg.reference_labels, [input_path] + ([image_root] if image_root else []), {s.study_id for s in studies})
     t_read = time.perf_counter()
     quarantine = Quarantine("ingest")
-    usable = _screen(studies, quarantine)
-    dcfg = DecodeConfig(cfg.resolution, tuple(cfg.percentiles), cfg.frontal_only)
+    usable = _screen(studies, quarantine, cfg.require_images)
+    dcfg = DecodeConfig(cfg.resolution, tuple(cfg.percentiles), cfg.frontal_only, cfg.unknown_view)
     tasks = [(img.path, img.view, s.subject_id) for s in usable for img in s.images]
 
     study_rows, image_rows, dup_seen = [], [], {}
@@ -106,8 +117,8 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
             results = iter(tqdm(decoded_all, total=len(tasks), desc="ingest", unit="img", disable=not progress))
             for s in usable:
                 decoded = list(islice(results, len(s.images)))
-                kept = _keep_images(s, decoded, cfg.dicom_phi, quarantine, flagged)
-                if not kept:
+                kept = _keep_images(s, decoded, cfg.dicom_phi, quarantine, flagged, cfg.require_images)
+                if kept is None:
                     continue
                 key = (s.subject_id, hashlib.blake2b(s.report.encode(), digest_size=16).hexdigest(),
                        tuple(sorted(d.pixel_hash for _, d in kept)))
@@ -120,21 +131,26 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
                     image_rows.append({"image_id": img.image_id, "study_id": s.study_id,
                                        "subject_id": s.subject_id, "view": d.view, "shard": shard,
                                        "index": index, "pixel_hash": d.pixel_hash})
-                study_rows.append(_study_row(s, kept, source))
+                study_rows.append(_study_row(s, kept, source) | reference_columns(references.get(s.study_id)))
             shards.flush()
         t_decode = time.perf_counter()
 
+        # Over kept studies only: a dropped study's subject may have no kept study at all.
         splits = assign_splits({r["study_id"]: r["subject_id"] for r in study_rows},
                                {s.study_id: s.split for s in usable}, cfg.split, cfg.split_seed)
         for row in study_rows + image_rows:
-            row["split"] = splits[row["study_id"]]
+            row["split"] = splits[row["study_id"]][0]
+        for row in study_rows:
+            row["split_source"] = splits[row["study_id"]][1]
         write_table(tmp / "studies.parquet", study_rows, STUDIES_SCHEMA)
         write_table(tmp / "images.parquet", image_rows, IMAGES_SCHEMA)
         write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE)
         if image_rows:
             write_bytes_atomic(tmp / "preview.png", preview_grid(tmp, image_rows[:16]))
-        summary = _summary(studies, study_rows, image_rows, quarantine, flagged, splits)
-        summary.update(source=source, input=str(input_path), images_per_second=round(
+        summary = _summary(studies, study_rows, image_rows, quarantine, flagged)
+        summary["references"] = {"files": reference_files, "studies": dict(sorted(Counter(
+            r["reference_source"] for r in study_rows if r["reference_source"]).items()))}
+        summary.update(source=source, input=str(input_path), image_root=cfg.image_root, images_per_second=round(
             len(tasks) / max(t_decode - t_read, 1e-9), 1), seconds={
             "read": round(t_read - t0, 3), "decode": round(t_decode - t_read, 3),
             "total": round(time.perf_counter() - t0, 3)}, workers=workers)
@@ -151,13 +167,14 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
 
 
 def _keep_images(s: RawStudy, decoded: list, dicom_phi: str, quarantine: Quarantine,
-                 flagged: Counter) -> list:
-    """Images of the study that can be used; the study is quarantined when none can."""
+                 flagged: Counter, require_images: bool = True) -> list | None:
+    """Images of the study that can be used; None (the study quarantined) when none can and images
+    are required, else possibly [] (the study kept for its text)."""
     kept, failure = [], None
     for img, d in zip(s.images, decoded):
         if isinstance(d, DecodeError):
             quarantine.add("image", img.image_id, s.study_id, d.reason, d.detail)
-            if d.reason != "view_not_frontal" and failure is None:
+            if d.reason not in ("view_not_frontal", "view_unknown") and failure is None:
                 failure = d
             continue
         problem = _header_problem(d.header)
@@ -169,9 +186,10 @@ def _keep_images(s: RawStudy, decoded: list, dicom_phi: str, quarantine: Quarant
         if problem:
             flagged[problem] += 1
         kept.append((img, d))
-    if not kept:
+    if not kept and require_images:
         reason, detail = (failure.reason, failure.detail) if failure else ("no_frontal_image", "")
         quarantine.add("study", s.study_id, s.study_id, reason, detail)
+        return None
     return kept
 
 
@@ -202,17 +220,21 @@ def _study_row(s: RawStudy, kept: list, source: str) -> dict:
     }
 
 
-def _summary(studies, study_rows, image_rows, quarantine, flagged, splits) -> dict:
+def _summary(studies, study_rows, image_rows, quarantine, flagged) -> dict:
     n_img_in = sum(len(s.images) for s in studies)
     sq, s_reasons = quarantine.counts("study")
     iq, i_reasons = quarantine.counts("image")
     return {
-        "studies": {"in": len(studies), "out": len(study_rows), "quarantined": sq, "by_reason": s_reasons},
+        "studies": {"in": len(studies), "out": len(study_rows), "quarantined": sq, "by_reason": s_reasons,
+                    "text_only": sum(1 for r in study_rows if not r["image_ids"])},
         "images": {"in": n_img_in, "out": len(image_rows), "quarantined": iq, "by_reason": i_reasons},
         "conservation_ok": len(studies) == len(study_rows) + sq and n_img_in == len(image_rows) + iq,
         "flagged_kept": dict(flagged),
+        "views": dict(sorted(Counter(r["view"] or "UNKNOWN" for r in image_rows).items())),  # of kept images
         "splits": {name: {"studies": sum(1 for r in study_rows if r["split"] == name),
-                          "subjects": len({r["subject_id"] for r in study_rows if r["split"] == name})}
+                          "subjects": len({r["subject_id"] for r in study_rows if r["split"] == name}),
+                          "from_source": sum(1 for r in study_rows if r["split"] == name
+                                             and r["split_source"] == "source")}
                    for name in SPLITS},
     }
 

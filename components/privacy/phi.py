@@ -22,6 +22,9 @@ DATA = Path(__file__).resolve().parent / "data"
 
 KINDS = ("person_name", "date", "time", "phone", "fax", "email", "mrn", "accession", "age_over_89",
          "street_address", "url")
+# What counts as PHI unless params say otherwise (clean.phi_kinds): HIPAA Safe Harbor's identifiers.
+# Times of day are not among them, and de-identified releases (MIMIC-CXR) keep them.
+DEFAULT_KINDS = tuple(k for k in KINDS if k != "time")
 
 
 @dataclass(frozen=True)
@@ -181,12 +184,18 @@ def _candidates(text: str):
         yield "person_name", start, end, len(rules)
 
 
-def detect_phi(text: str) -> list[PhiSpan]:
-    """PHI spans in `text`: sorted by start, non-overlapping, the longest candidate winning a clash."""
+def detect_phi(text: str, kinds=KINDS) -> list[PhiSpan]:
+    """PHI spans of the given kinds (default: every kind the detector knows) in `text`: sorted by
+    start, non-overlapping, the longest candidate winning a clash.
+
+    Kinds left out are dropped before overlaps are resolved: a longer span of an ignored kind must
+    not hide a date or name inside it.
+    """
     placeholder = _compiled()[4]
     masked = [m.span() for m in placeholder.finditer(text)]
+    wanted = set(kinds)
     cands = sorted(((k, s, e, o) for k, s, e, o in _candidates(text)
-                    if e > s and not any(s < pe and ps < e for ps, pe in masked)),
+                    if k in wanted and e > s and not any(s < pe and ps < e for ps, pe in masked)),
                    key=lambda c: (-(c[2] - c[1]), c[3], c[1]))
     taken: list[PhiSpan] = []
     for kind, s, e, _ in cands:

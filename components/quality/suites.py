@@ -6,6 +6,11 @@ columns. GX 1.x has no "share of rows with value v" expectation, but the mean of
 and Data Docs show e.g. "train share 0.80, expected 0.6..0.95"). That keeps split proportions,
 section coverage and the duplicate-text rate in the same suite, batch and report as the row checks.
 
+Splits: proportions are expected only of the splits this pipeline assigned (split_source
+"assigned"; the indicator is NaN, which the mean skips, on rows with an official split), because an
+official split is the dataset's choice (MIMIC-CXR's validate and test are each under 2% of studies).
+Every split, official or not, is checked for patient leakage: each subject in exactly one split.
+
 PHI: no expectation looks at raw report text values, because GX copies offending values into
 results and Data Docs (`partial_unexpected_list`); text is judged through `n_chars` and the
 derived indicators only.
@@ -46,8 +51,13 @@ def with_indicators(df: pd.DataFrame, cfg: QualityParams) -> pd.DataFrame:
     """
     out = df.copy()
     if "split" in df:
+        assigned = _assigned(df)
         for name in cfg.split_bounds:
-            out[f"is_split_{name}"] = df["split"].eq(name).fillna(False).astype(float)
+            out[f"is_split_{name}"] = df["split"].eq(name).fillna(False).astype(float).where(assigned)
+        if "subject_id" in df:
+            # Valid split names only: an invalid one is the value-set expectation's to report.
+            valid = df["split"].where(df["split"].isin(SPLITS))
+            out["subject_splits"] = valid.groupby(df["subject_id"]).transform("nunique").astype(float)
     if "findings" in df and "impression" in df:
         out["has_section"] = (_present(df["findings"]) | _present(df["impression"])).astype(float)
     if "text" in df:
@@ -55,8 +65,18 @@ def with_indicators(df: pd.DataFrame, cfg: QualityParams) -> pd.DataFrame:
     return out
 
 
-def build_expectations(cfg: QualityParams) -> list:
-    """The `clean_reports` expectations, each with a description that reads well in Data Docs."""
+def _assigned(df: pd.DataFrame) -> pd.Series:
+    """Rows whose split the pipeline assigned (all rows of a table from before split_source existed)."""
+    if "split_source" not in df:
+        return pd.Series(True, index=df.index)
+    return df["split_source"].fillna("assigned").eq("assigned")
+
+
+def build_expectations(cfg: QualityParams, split_proportions: bool = True) -> list:
+    """The `clean_reports` expectations, each with a description that reads well in Data Docs.
+
+    split_proportions: whether any row's split was assigned here (else no proportion is expected).
+    """
     import great_expectations.expectations as gxe
 
     exps = [
@@ -81,8 +101,12 @@ def build_expectations(cfg: QualityParams) -> list:
         ),
         *(gxe.ExpectColumnMeanToBeBetween(
             column=f"is_split_{name}", min_value=lo, max_value=hi,
-            description=f"share of {name} rows in [{lo}, {hi}]",
-          ) for name, (lo, hi) in cfg.split_bounds.items()),
+            description=f"share of {name} among rows split by the pipeline in [{lo}, {hi}]",
+          ) for name, (lo, hi) in (cfg.split_bounds.items() if split_proportions else ())),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="subject_splits", min_value=0, max_value=1,
+            description="no patient leakage: every subject's studies are in one split",
+        ),
         # Rows that still carry PHI after de-identification must have been quarantined upstream.
         gxe.ExpectColumnValuesToBeBetween(
             column="phi_spans", min_value=0, max_value=0, description="no PHI span left in text",
@@ -160,7 +184,8 @@ def validate_reports(df: pd.DataFrame, cfg: QualityParams, out_dir: Path) -> dic
     batch_def = (ctx.data_sources.add_pandas("cxr")
                  .add_dataframe_asset("clean_reports")
                  .add_batch_definition_whole_dataframe("all_rows"))
-    suite = ctx.suites.add(gx.ExpectationSuite(name=SUITE_NAME, expectations=build_expectations(cfg)))
+    assigned = bool(_assigned(df).any()) if len(df) else True
+    suite = ctx.suites.add(gx.ExpectationSuite(name=SUITE_NAME, expectations=build_expectations(cfg, assigned)))
     vdef = ctx.validation_definitions.add(
         gx.ValidationDefinition(name=SUITE_NAME, data=batch_def, suite=suite))
 

@@ -5,7 +5,8 @@ Per study: bad-input screening, normalisation, sections, abbreviations and style
 Outputs (atomically, in the stage folder):
     reports.parquet     one row per clean study
     quarantine.parquet  every dropped study with a reason code
-    summary.json        counts, label prevalence, PHI rate, validation verdict, timings
+    summary.json        counts, label prevalence, PHI rate, validation verdict, timings, and the
+                        labeler's agreement with the dataset's reference labels (agreement.py)
     gx/                 Great Expectations results.json and Data Docs HTML
 Rows in (ingested studies) = rows out + rows quarantined.
 """
@@ -22,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
-from components.chexpert import OBSERVATIONS
+from components.chexpert import OBSERVATIONS, REFERENCE_COLUMNS
 from components.io import atomic_dir, write_json, write_table
 from components.parallel import ordered_map
 from components.params import CleanParams
@@ -42,7 +43,10 @@ REPORTS_SCHEMA = pa.schema([
     *[(o, pa.float32()) for o in OBSERVATIONS],
     ("laterality", pa.string()), ("severity", pa.string()),
     ("image_ids", pa.list_(pa.string())), ("views", pa.list_(pa.string())),
+    ("split_source", pa.string()),  # source | assigned, from ingest
+    ("reference_source", pa.string()), *[(c, pa.float32()) for c in REFERENCE_COLUMNS],
 ])
+CARRIED = ("split_source", "reference_source", *REFERENCE_COLUMNS)  # from ingest, absent in older outputs
 
 
 def _screen_text(report) -> tuple[str | None, str, str]:
@@ -79,7 +83,7 @@ def clean_study(study: dict, cfg: CleanParams) -> tuple[dict | None, str, str]:
     if not text.strip():
         return None, "report_empty", "nothing left after normalisation"
 
-    spans = detect_phi(text)
+    spans = detect_phi(text, cfg.phi_kinds)
     kinds = sorted({s.kind for s in spans})
     if spans and cfg.phi_policy == "quarantine":
         counts = Counter(s.kind for s in spans)
@@ -87,7 +91,7 @@ def clean_study(study: dict, cfg: CleanParams) -> tuple[dict | None, str, str]:
     remaining = spans if cfg.phi_policy == "off" else []
     if spans and cfg.phi_policy == "redact":
         text = redact(text, spans, DEID_TOKEN)
-        remaining = detect_phi(text)  # verify, don't assume, that redaction left nothing
+        remaining = detect_phi(text, cfg.phi_kinds)  # verify, don't assume, that redaction left nothing
 
     attributes = study.get("dicom_identifying_attributes")  # a numpy array when read from Parquet
     must_strip = [] if attributes is None else list(attributes)
@@ -104,7 +108,7 @@ def clean_study(study: dict, cfg: CleanParams) -> tuple[dict | None, str, str]:
     features = style_features(text, parsed, hits)
     stored = expand_abbreviations(text) if cfg.expand_abbreviations else text
     if stored != text:
-        remaining = detect_phi(stored)
+        remaining = detect_phi(stored, cfg.phi_kinds)
     row = {
         "study_id": study["study_id"], "subject_id": study["subject_id"], "split": study["split"],
         "source": study["source"], "text": stored,
@@ -122,12 +126,18 @@ def clean_study(study: dict, cfg: CleanParams) -> tuple[dict | None, str, str]:
         "laterality": json.dumps(result.laterality, sort_keys=True),
         "severity": json.dumps(result.severity, sort_keys=True),
         "image_ids": list(study["image_ids"]), "views": list(study["views"]),
+        **{c: _none_if_nan(study.get(c)) for c in CARRIED},
     }
     return row, "", ""
 
 
+def _none_if_nan(value):
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
 def clean(cfg: CleanParams, progress: bool = True) -> dict:
     from components.quality.suites import validate_reports
+    from components.reports.agreement import reference_agreement
 
     start = time.perf_counter()
     source = Path(cfg.input) / "studies.parquet"
@@ -152,6 +162,8 @@ def clean(cfg: CleanParams, progress: bool = True) -> dict:
         quality = validate_reports(table, cfg.quality, tmp / "gx")
         quality = {k: v for k, v in quality.items() if k not in ("results_path", "data_docs")}
         summary = _summary(studies, table, quarantine, quality)
+        summary["phi"]["kinds_checked"] = list(cfg.phi_kinds)  # the blocking check re-reads these
+        summary["reference_agreement"] = reference_agreement(table)
         summary["seconds"] = {"clean": round(t_clean, 3), "total": round(time.perf_counter() - start, 3)}
         summary["reports_per_second"] = round(len(studies) / max(t_clean, 1e-9), 1)
         summary["traps"] = _account_report_phi(Path(cfg.input), quarantine, table)
@@ -191,6 +203,11 @@ def _metrics(summary: dict) -> dict:
         "reports_per_second": summary["reports_per_second"],
         **({"traps_all_accounted": summary["traps"]["all_accounted"]} if summary["traps"] else {}),
         "positive_rate": {o: round(v["positive"] / n, 4) for o, v in summary["label_prevalence"].items()},
+        # F1 (positive class) against each reference label file the dataset shipped
+        "reference_f1": {source: {k: v for k, v in {"macro": a["macro_f1"], "studies": a["studies"],
+                                                    **{o: v["f1"] for o, v in a["observations"].items()}}.items()
+                                  if v is not None}  # an observation the sample lacks has no F1
+                         for source, a in summary["reference_agreement"].items()},
     }
 
 

@@ -48,7 +48,23 @@ def metadata(params, summary: dict) -> dict:
         "phi_rate": summary["phi"]["rate"], "gx_success": summary["quality"]["success"],
         "data_docs": {"raw_value": str((out / "gx" / "data_docs" / "index.html").resolve()), "type": "path"},
         "reports_per_second": summary["reports_per_second"],
+        **_agreement_meta(summary.get("reference_agreement") or {}),
     }
+
+
+def _agreement_meta(agreement: dict) -> dict:
+    """The labeler against each reference label file: a markdown table per file, macro F1 as a number."""
+    from components.pipes import md, md_table
+
+    meta = {}
+    for source, a in agreement.items():
+        rows = [{"observation": o, **{k: v[k] for k in ("precision", "recall", "f1", "support")}}
+                for o, v in a["observations"].items()]
+        key = "agreement_" + "".join(c if c.isalnum() else "_" for c in source)
+        meta[key] = md(f"{a['studies']} studies labelled by `{source}`\n\n" + md_table(rows))
+        if a["macro_f1"] is not None:
+            meta[f"{key}_macro_f1"] = a["macro_f1"]
+    return meta
 
 
 def check_clean_quality_suite(params, root: Path) -> dict:
@@ -61,16 +77,22 @@ def check_clean_quality_suite(params, root: Path) -> dict:
 
 
 def check_clean_phi_free(params, root: Path) -> dict:
-    """Run the PHI detector again over every stored text: passing needs zero spans."""
+    """Run the PHI detector again over every stored text: passing needs zero spans of the PHI kinds
+    the stage ran with (clean.phi_kinds, recorded in summary.json)."""
     import pandas as pd
 
-    from components.privacy.phi import detect_phi
+    from components.privacy.phi import DEFAULT_KINDS, detect_phi
 
-    table = pd.read_parquet(root / params.clean.out / "reports.parquet", columns=["text", "dicom_must_strip"])
+    out = root / params.clean.out
+    try:
+        phi_kinds = json.loads((out / "summary.json").read_text())["phi"]["kinds_checked"]
+    except (FileNotFoundError, KeyError, ValueError):
+        phi_kinds = list(DEFAULT_KINDS)
+    table = pd.read_parquet(out / "reports.parquet", columns=["text", "dicom_must_strip"])
     kinds: Counter = Counter()
     flagged = 0
     for text in table["text"]:
-        spans = detect_phi(text)
+        spans = detect_phi(text, phi_kinds)
         flagged += bool(spans)
         kinds.update(s.kind for s in spans)
     return {"passed": flagged == 0, "reports": len(table), "reports_with_phi": flagged,

@@ -14,6 +14,7 @@ STAGE = Stage(
     inputs=("${ingest.input}",), outs=("${ingest.out}",), metrics=("${ingest.metrics}",),
     options=(Option("--source", "ingest.source", str, "synth | mimic | chexpert-plus | openi | manifest"),
              Option("--input", "ingest.input", str, "dataset root (or manifest CSV)"),
+             Option("--image-root", "ingest.image_root", str, "folder holding the images when apart from the tables/reports"),
              Option("--out", "ingest.out", str, "output folder"),
              Option("--workers", "ingest.workers", int, "decoding processes")),
     checks=(Check("ingest_conservation",
@@ -40,8 +41,13 @@ def metadata(params, summary: dict) -> dict:
         "studies_quarantined": summary["studies"]["quarantined"], "images_out": summary["images"]["out"],
         "quarantine_reasons": md(md_table(reasons)),
         "splits": md(md_table([{"split": k, **v} for k, v in summary["splits"].items()])),
+        "text_only_studies": summary["studies"].get("text_only", 0),
         "images_per_second": summary["images_per_second"],
     }
+    references = summary.get("references") or {}
+    if references.get("files"):
+        meta["reference_labels"] = md(md_table([{"file": f, "rows": n, "studies": references["studies"].get(f, 0)}
+                                                for f, n in references["files"].items()]))
     preview = Path(params.ingest.out) / "preview.png"
     if preview.exists():
         meta["preview"] = png_md(preview.read_bytes(), "ingested images")

@@ -1,7 +1,8 @@
 """Dataset readers: list the studies of a source (ids, report text, image paths) without decoding pixels.
 
-Each reader is `read(root) -> Iterator[RawStudy]` in sorted study-id order; bad records are yielded
-with an error code, never raised. read_source() checks the root up front so a wrong path fails
+Each reader is `read(root, image_root=None) -> Iterator[RawStudy]` in sorted study-id order; bad
+records are yielded with an error code, never raised. `image_root` is where the images live when
+they are kept apart from the tables and reports (ingest.image_root); None means under `root`. read_source() checks the root up front so a wrong path fails
 before the pipeline starts rather than on the first record.
 """
 
@@ -17,10 +18,10 @@ from components.ingest.records import RawStudy
 _MODULES = {"synth": mimic, "mimic": mimic, "chexpert-plus": chexpert_plus, "openi": openi,
             "manifest": manifest}
 
-READERS: dict[str, Callable[[Path], Iterator[RawStudy]]] = {k: m.read for k, m in _MODULES.items()}
+READERS: dict[str, Callable[..., Iterator[RawStudy]]] = {k: m.read for k, m in _MODULES.items()}
 
 
-def read_source(source: str, root: Path) -> Iterator[RawStudy]:
+def read_source(source: str, root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
     """Studies of `source` under `root`.
 
     Raises ValueError for an unknown source (or a manifest lacking required columns) and
@@ -31,5 +32,7 @@ def read_source(source: str, root: Path) -> Iterator[RawStudy]:
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{source} root {root} does not exist")
+    if image_root is not None and not Path(image_root).is_dir():
+        raise FileNotFoundError(f"image root {image_root} is not a folder")
     _MODULES[source].check_root(root)
-    return READERS[source](root)
+    return READERS[source](root, Path(image_root) if image_root is not None else None)

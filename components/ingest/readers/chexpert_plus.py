@@ -5,6 +5,10 @@ patient_report_date_order, report, section_narrative, section_clinical_history, 
 section_comparison, section_technique, section_procedure_comments, section_findings,
 section_impression, section_end_of_impression, section_summary, section_accession_number, age, sex,
 race, ethnicity, interpreter_needed, insurance_type, recent_bmi, deceased, split.
+
+Images come in separate archives and are found under the root (or ingest.image_root) in any of the
+layouts they unpack to: PNG/train/..., PNG/PNG/train/..., DICOM/train/..., the original CheXpert
+CheXpert-v1.0/train/... tree (JPEG), or train/... directly.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from components.ingest.readers._common import (
     StudyGroups, bad_utf8, clean, csv_header, open_csv, study_from_row)
 from components.ingest.records import RawImage, RawStudy
+from components.ingest.views import normalise_view
 
 CSV_NAME = "df_chexpert_plus_240401.csv"
 REQUIRED = ("path_to_image", "report")
@@ -22,6 +27,8 @@ REQUIRED = ("path_to_image", "report")
 NOT_SECTIONS = ("section_accession_number",)
 DEMOGRAPHICS = ("age", "sex", "race", "ethnicity", "interpreter_needed", "insurance_type",
                 "recent_bmi", "deceased")
+# Folders (under the root or image_root) that the released archives unpack to, most specific first.
+IMAGE_FOLDERS = ("DICOM", "PNG", "PNG/PNG", "CheXpert-v1.0", "CheXpert-v1.0-small", ".")
 
 
 def find_table(root: Path) -> Path:
@@ -47,10 +54,11 @@ def check_root(root: Path) -> None:
     find_table(root)
 
 
-def read(root: Path) -> Iterator[RawStudy]:
+def read(root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
     root = Path(root).absolute()
     table = find_table(root)
-    base = table.parent if root.is_file() else root  # image paths are relative to the dataset root
+    base = Path(image_root).absolute() if image_root else table.parent if root.is_file() else root
+    resolve = _Resolver(base)
     groups = StudyGroups()
     for n, row in enumerate(open_csv(table), start=1):
         rel_img, rel_dcm = clean(row.get("path_to_image")), clean(row.get("path_to_dcm"))
@@ -65,7 +73,7 @@ def read(root: Path) -> Iterator[RawStudy]:
         study = groups.get(study_id, report.strip(), lambda: _new_study(study_id, subject_id, row))
         image_id = f"{study_id}/{PurePosixPath(rel_img or rel_dcm).stem}"
         if all(im.image_id != image_id for im in study.images):  # a repeated row is one image
-            study.images.append(RawImage(image_id, str(_resolve(base, rel_img, rel_dcm)), _view(row)))
+            study.images.append(RawImage(image_id, str(resolve(rel_img, rel_dcm)), _view(row)))
     yield from groups
 
 
@@ -93,27 +101,33 @@ def _new_study(study_id: str, subject_id: str, row: dict[str, str]) -> RawStudy:
 
 
 def _view(row: dict[str, str]) -> str | None:
-    kind, ap_pa = clean(row.get("frontal_lateral")).lower(), clean(row.get("ap_pa")).upper()
+    """Frontal with its ap_pa (a blank ap_pa is still frontal), Lateral, or unknown."""
+    kind = clean(row.get("frontal_lateral")).lower()
     if kind == "lateral":
         return "LATERAL"
-    if kind == "frontal" and ap_pa in ("AP", "PA"):
-        return ap_pa
+    if kind == "frontal":
+        return normalise_view(row.get("ap_pa")) or "FRONTAL"
     return None
 
 
-def _resolve(base: Path, rel_img: str, rel_dcm: str) -> Path:
-    """Prefer the DICOM when downloaded; accept the PNG release where .jpg became .png.
+class _Resolver:
+    """Where an image row's file is: the DICOM when downloaded, else the PNG (.jpg became .png), else
+    the original JPEG, in whichever IMAGE_FOLDERS layout holds it.
 
-    The release ships DICOM and PNG in separate archives, so a path may sit directly under the
-    root or under a DICOM/ or PNG/ folder; the first that exists wins.
+    The layout that held the previous image is tried first, so a whole release costs about one
+    stat per image rather than one per layout and format.
     """
-    candidates = []
-    if rel_dcm:
-        candidates += [base / rel_dcm, base / "DICOM" / rel_dcm]
-    if rel_img:
-        png = str(PurePosixPath(rel_img).with_suffix(".png"))
-        candidates += [base / rel_img, base / png, base / "PNG" / png]
-    for path in candidates:
-        if path.is_file():
-            return path
-    return base / (rel_img or rel_dcm)  # absent: the decoder reports image_file_missing
+
+    def __init__(self, base: Path):
+        self.base, self.last = base, None
+
+    def __call__(self, rel_img: str, rel_dcm: str) -> Path:
+        forms = ([rel_dcm] if rel_dcm else []) + (
+            [str(PurePosixPath(rel_img).with_suffix(".png")), rel_img] if rel_img else [])
+        tried = [self.last] if self.last else []
+        for key in tried + [(folder, i) for i in range(len(forms)) for folder in IMAGE_FOLDERS]:
+            folder, i = key
+            if i < len(forms) and (path := self.base / folder / forms[i]).is_file():
+                self.last = key
+                return path
+        return self.base / (rel_img or rel_dcm)  # absent: the decoder reports image_file_missing

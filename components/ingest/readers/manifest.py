@@ -1,7 +1,7 @@
 """A generic manifest CSV: study_id, subject_id, report, image_path[, split][, view], one row per image.
 
 The root is the CSV itself or a folder holding manifest.csv; image paths are relative to the CSV's
-folder (absolute paths are kept). Rows of one study repeat its study_id, subject_id and report.
+folder, or to ingest.image_root when given (absolute paths are kept). Rows of one study repeat its study_id, subject_id and report.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from components.ingest.readers._common import (
     StudyGroups, clean, csv_header, open_csv, study_from_row)
 from components.ingest.records import RawImage, RawStudy
+from components.ingest.views import normalise_view
 
 CSV_NAME = "manifest.csv"
 REQUIRED = ("study_id", "subject_id", "report", "image_path")
@@ -33,10 +34,11 @@ def check_root(root: Path) -> None:
                          f"a manifest needs {', '.join(REQUIRED)}")
 
 
-def read(root: Path) -> Iterator[RawStudy]:
+def read(root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
     root = Path(root).absolute()
     check_root(root)
     table = find_table(root)
+    images = Path(image_root).absolute() if image_root else table.parent
     groups = StudyGroups()
     # Data rows are numbered from 1 (the header is not counted) in synthetic ids and details.
     for n, row in enumerate(open_csv(table), start=1):
@@ -56,6 +58,5 @@ def read(root: Path) -> Iterator[RawStudy]:
         if rel:
             image_id = Path(rel).stem
             if all(im.image_id != image_id for im in study.images):
-                view = clean(row.get("view")).upper() or None
-                study.images.append(RawImage(image_id, str(table.parent / rel), view))
+                study.images.append(RawImage(image_id, str(images / rel), normalise_view(row.get("view"))))
     yield from groups

@@ -2,52 +2,81 @@
 
 The record list (cxr-record-list.csv[.gz]) is authoritative when present, because a study it lists
 must be yielded even when its images are gone from disk. Without it the files/ tree is walked.
-Reports may sit next to the images or in a separate mimic-cxr-reports/files tree.
+Reports may sit next to the images, in a separate mimic-cxr-reports/files tree, or still packed in
+mimic-cxr-reports.zip (read in place). MIMIC-CXR-JPG ships no reports: they come from MIMIC-CXR.
+Images may live under another folder (image_root) holding the same files/ tree.
+Views: the -JPG metadata CSV when present; otherwise the decoder reads each DICOM's own header.
 """
 
 from __future__ import annotations
 
+import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from components.ingest.readers._common import (
     StudyGroups, clean, find_csv, norm_split, open_csv, strip_prefix)
 from components.ingest.records import RawImage, RawStudy
+from components.ingest.views import from_code_meaning, normalise_view
 
 IMAGE_SUFFIXES = (".dcm", ".jpg", ".jpeg", ".png")
 REPORT_ROOTS = (".", "mimic-cxr-reports")  # where files/... report trees may live, under root
-
-# ViewCodeSequence_CodeMeaning -> ViewPosition, for rows whose ViewPosition is blank.
-_VIEW_MEANINGS = {"postero-anterior": "PA", "antero-posterior": "AP", "lateral": "LATERAL",
-                  "left lateral": "LL", "right lateral": "RL"}
+REPORTS_ZIP = "mimic-cxr-reports.zip"
+_ZIP_REPORT = re.compile(r"(?:^|/)(files/p\d+/p\d+/s\d+)\.txt$")
 
 
 def check_root(root: Path) -> None:
-    if not root.is_dir() or not (find_csv(root, "cxr-record-list.csv") or (root / "files").is_dir()):
+    if not root.is_dir() or not (find_csv(root, "cxr-record-list.csv") or (root / "files").is_dir()
+                                 or (root / REPORTS_ZIP).is_file()):
         raise FileNotFoundError(
-            f"no cxr-record-list.csv(.gz) and no files/ folder under {root}: "
+            f"no cxr-record-list.csv(.gz), no files/ folder and no {REPORTS_ZIP} under {root}: "
             "is this a MIMIC-CXR root?")
 
 
-def read(root: Path) -> Iterator[RawStudy]:
+def read(root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
     root = Path(root).absolute()
+    images = Path(image_root).absolute() if image_root else root
     check_root(root)
-    views = _views(root)
-    splits = _splits(root)
+    tables = [root] + ([images] if images != root else [])  # -JPG CSVs may sit with the images
+    views = _views(tables)
+    splits = _splits(tables)
     groups = StudyGroups()
+    zipped = _open_zip(root)
     record_list = find_csv(root, "cxr-record-list.csv")
     if record_list:
-        _from_record_list(root, record_list, groups, views)
+        _from_record_list(images, record_list, groups, views)
         study_list = find_csv(root, "cxr-study-list.csv")
         if study_list:  # studies with a report but no image rows
             _from_study_list(study_list, groups)
     else:
-        _from_tree(root, groups, views)
-    for study in groups:
-        study.split = splits.get(study.study_id)
-        if "study_dir" in study.meta:  # invalid rows have no location to look in
-            _attach_report(root, study)
-        yield study
+        _from_tree(root, images, groups, views, zipped[1] if zipped else {})
+    try:
+        for study in groups:
+            study.split = splits.get(study.study_id)
+            if "study_dir" in study.meta:  # invalid rows have no location to look in
+                _attach_report(root, study, zipped)
+            yield study
+    finally:
+        if zipped:
+            zipped[0].close()
+
+
+def _open_zip(root: Path) -> tuple[zipfile.ZipFile, dict[str, str]] | None:
+    """mimic-cxr-reports.zip and its members by study dir (files/p10/p10000032/s50414267)."""
+    path = root / REPORTS_ZIP
+    if not path.is_file():
+        return None
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"{path.name} is not a readable zip ({type(exc).__name__})") from None
+    members = {}
+    for name in archive.namelist():
+        m = _ZIP_REPORT.search(name)
+        if m:
+            members.setdefault(m[1], name)
+    return archive, members
 
 
 def _new_study(study_id: str, subject_id: str, study_dir: str) -> RawStudy:
@@ -56,7 +85,7 @@ def _new_study(study_id: str, subject_id: str, study_dir: str) -> RawStudy:
                     meta={"study_dir": study_dir})
 
 
-def _from_record_list(root: Path, path: Path, groups: StudyGroups, views: dict) -> None:
+def _from_record_list(images: Path, path: Path, groups: StudyGroups, views: dict) -> None:
     seen: set[tuple[str, str]] = set()  # (study_dir, dicom_id): repeated rows collapse
     for n, row in enumerate(open_csv(path), start=1):
         rel = clean(row.get("path"))
@@ -75,7 +104,7 @@ def _from_record_list(root: Path, path: Path, groups: StudyGroups, views: dict) 
         if (study_dir, dicom_id) in seen:
             continue
         seen.add((study_dir, dicom_id))
-        study.images.append(RawImage(dicom_id, str(_image_path(root, rel)), views.get(dicom_id)))
+        study.images.append(RawImage(dicom_id, str(_image_path(images, rel)), views.get(dicom_id)))
 
 
 def _from_study_list(path: Path, groups: StudyGroups) -> None:
@@ -88,17 +117,21 @@ def _from_study_list(path: Path, groups: StudyGroups) -> None:
             groups.get(study_id, study_dir, lambda: _new_study(study_id, subject_id, study_dir))
 
 
-def _from_tree(root: Path, groups: StudyGroups, views: dict) -> None:
-    """Studies are the union of s*.txt reports and s*/ image folders, in either report tree."""
+def _from_tree(root: Path, images: Path, groups: StudyGroups, views: dict, zipped: dict[str, str]) -> None:
+    """Studies are the union of s*.txt reports (trees or zip) and s*/ image folders."""
     found: dict[str, tuple[str, str, Path | None]] = {}  # study_dir -> (subject, study, image dir)
-    for base in REPORT_ROOTS:
-        for entry in sorted((root / base).glob("files/p*/p*/s*")):
+    bases = [root / b for b in REPORT_ROOTS] + ([images] if images != root else [])
+    for base in bases:
+        for entry in sorted(base.glob("files/p*/p*/s*")):
             subject_id, study_id = strip_prefix(entry.parent.name, "p"), strip_prefix(entry.stem, "s")
-            study_dir = str(entry.with_suffix("").relative_to(root / base))
+            study_dir = str(entry.with_suffix("").relative_to(base))
             if entry.is_dir():
                 found[study_dir] = (subject_id, study_id, entry)
             elif entry.suffix == ".txt":
                 found.setdefault(study_dir, (subject_id, study_id, None))
+    for study_dir in zipped:
+        parts = PurePosixPath(study_dir).parts
+        found.setdefault(study_dir, (strip_prefix(parts[-2], "p"), strip_prefix(parts[-1], "s"), None))
     for study_dir, (subject_id, study_id, image_dir) in sorted(found.items()):
         study = groups.get(study_id, study_dir, lambda: _new_study(study_id, subject_id, study_dir))
         if image_dir is not None:
@@ -117,43 +150,47 @@ def _image_path(root: Path, rel: str) -> Path:
     return path  # may not exist: the decoder reports image_file_missing
 
 
-def _attach_report(root: Path, study: RawStudy) -> None:
+def _attach_report(root: Path, study: RawStudy, zipped) -> None:
     """Set the report text; a report problem is recorded unless the study already has an error."""
     study_dir = study.meta.pop("study_dir")
     name = f"s{study.study_id}.txt"
-    error, detail = "report_missing", f"no {name} under files/ or mimic-cxr-reports/files/"
-    for base in REPORT_ROOTS:
-        path = root / base / f"{study_dir}.txt"
-        if path.is_file():
-            try:
-                study.report = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
-                return
-            except UnicodeDecodeError as exc:  # detail gives the offset only: no report text
-                error, detail = "report_not_utf8", f"{name}: invalid UTF-8 at byte {exc.start}"
-                break
-            except OSError as exc:
-                detail = f"{name}: unreadable ({type(exc).__name__})"
-                break
+    # MIMIC-CXR-JPG ships no reports: they come from MIMIC-CXR (its files/ tree or the reports zip).
+    error, detail = "report_missing", f"no {name} under files/, mimic-cxr-reports/files/ or in {REPORTS_ZIP}"
+    sources = [(root / base / f"{study_dir}.txt").read_bytes for base in REPORT_ROOTS
+               if (root / base / f"{study_dir}.txt").is_file()]
+    if zipped and study_dir in zipped[1]:
+        sources.append(lambda: zipped[0].read(zipped[1][study_dir]))
+    for read_bytes in sources[:1]:
+        try:
+            study.report = read_bytes().decode("utf-8").removeprefix("\ufeff")
+            return
+        except UnicodeDecodeError as exc:  # detail gives the offset only: no report text
+            error, detail = "report_not_utf8", f"{name}: invalid UTF-8 at byte {exc.start}"
+        except (OSError, zipfile.BadZipFile) as exc:
+            detail = f"{name}: unreadable ({type(exc).__name__})"
     if study.error is None:
         study.error, study.error_detail = error, detail
 
 
-def _views(root: Path) -> dict[str, str]:
-    path = find_csv(root, "mimic-cxr-2.0.0-metadata.csv")
+def _first_csv(tables: list[Path], name: str) -> Path | None:
+    return next((p for t in tables if (p := find_csv(t, name))), None)
+
+
+def _views(tables: list[Path]) -> dict[str, str]:
+    path = _first_csv(tables, "mimic-cxr-2.0.0-metadata.csv")
     if path is None:
         return {}
     views = {}
     for row in open_csv(path):
-        view = clean(row.get("ViewPosition")).upper() or _VIEW_MEANINGS.get(
-            clean(row.get("ViewCodeSequence_CodeMeaning")).lower(), "")
+        view = normalise_view(row.get("ViewPosition")) or from_code_meaning(row.get("ViewCodeSequence_CodeMeaning"))
         if view and clean(row.get("dicom_id")):
             views[clean(row.get("dicom_id"))] = view
     return views
 
 
-def _splits(root: Path) -> dict[str, str]:
+def _splits(tables: list[Path]) -> dict[str, str]:
     """study_id -> train/val/test; the split file lists images, all of a study share one split."""
-    path = find_csv(root, "mimic-cxr-2.0.0-split.csv")
+    path = _first_csv(tables, "mimic-cxr-2.0.0-split.csv")
     splits: dict[str, str] = {}
     for row in open_csv(path) if path else ():
         split = norm_split(row.get("split"))
