@@ -23,15 +23,13 @@ from collections import Counter
 
 import numpy as np
 
-from pathlib import Path
 
-import yaml
 
-from components.chexpert import LABEL_VALUES, OBSERVATIONS, PATHOLOGIES, POSITIVE, UNCERTAIN
-from components.params import SynthParams
+from components.chexpert import OBSERVATIONS
+from components.reports.agreement import f1_per_observation, macro_f1
+from components.reports.label_table import real_table, score_table
 from components.reports.labeler import label_report
-from components.synth.report_writer import render_report
-from components.synth.truth import sample_truth
+from components.synth.corpus import synthetic_corpus
 
 
 def labelable(text: str) -> str:
@@ -43,92 +41,12 @@ def labelable(text: str) -> str:
     return labelable_text(parse_sections(text))
 
 
-def f1_per_observation(truth: list[dict], pred: list[dict]) -> dict[str, float | None]:
-    """Per observation: F1 of each label value c in {1, 0, -1} (one-vs-rest over reports; blank is
-    "no label", never a class, so predicting c where truth is blank costs precision and a blank
-    where truth is c costs recall), averaged over the values present in truth or prediction.
-    None where neither side has any value for the observation."""
-    out: dict[str, float | None] = {}
-    for obs in OBSERVATIONS:
-        t = [row[obs] for row in truth]
-        p = [row[obs] for row in pred]
-        scores = []
-        for c in LABEL_VALUES:
-            tp = sum(a == c and b == c for a, b in zip(t, p))
-            n_true, n_pred = t.count(c), p.count(c)
-            if n_true or n_pred:
-                scores.append(2 * tp / (n_true + n_pred))  # F1 = 2TP / (|truth=c| + |pred=c|)
-        out[obs] = float(np.mean(scores)) if scores else None
-    return out
-
-
-def macro_f1(truth: list[dict], pred: list[dict]) -> float:
-    """Mean over observations of `f1_per_observation` (observations with no value skipped)."""
-    scores = [s for s in f1_per_observation(truth, pred).values() if s is not None]
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-REAL_TABLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "labeler_real.yaml"
-CODES = {"EC": "Enlarged Cardiomediastinum", "CM": "Cardiomegaly", "LO": "Lung Opacity", "LL": "Lung Lesion",
-         "ED": "Edema", "CO": "Consolidation", "PN": "Pneumonia", "AT": "Atelectasis", "PX": "Pneumothorax",
-         "PE": "Pleural Effusion", "PO": "Pleural Other", "FX": "Fracture", "SD": "Support Devices"}
-
-
-def parse_labels(spec: str) -> dict[str, float | None]:
-    """"PE=0 PX=-1" -> all 14 observations; unnamed ones blank, No Finding derived as CheXpert does."""
-    labels: dict[str, float | None] = {o: None for o in OBSERVATIONS}
-    for item in spec.split():
-        code, value = item.split("=")
-        labels[CODES[code]] = float(value)
-    if not any(labels[o] in (POSITIVE, UNCERTAIN) for o in PATHOLOGIES):
-        labels["No Finding"] = POSITIVE
-    return labels
-
-
-def real_table(path: Path = REAL_TABLE) -> list[tuple[str, str, dict]]:
-    """(pattern, text, labels) for every entry of the real-language table."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return [(pattern, text, parse_labels(spec)) for pattern, rows in data.items() for text, spec in rows]
-
-
-def score_table(rows: list[tuple[str, str, dict]], preds: list[dict]) -> dict:
-    """Macro-F1 overall, per pattern and per observation, and the entries with any wrong label."""
-    truth = [r[2] for r in rows]
-    patterns = list(dict.fromkeys(r[0] for r in rows))
-    per_obs = f1_per_observation(truth, preds)
-    wrong = [{"pattern": p, "text": t, "wrong": {o: [y[o], x[o]] for o in OBSERVATIONS if y[o] != x[o]}}
-             for (p, t, y), x in zip(rows, preds) if y != x]
-    return {
-        "n": len(rows),
-        "macro_f1": round(macro_f1(truth, preds), 4),
-        "exact_accuracy": round(1 - len(wrong) / len(rows), 4),
-        "per_pattern_macro_f1": {p: round(macro_f1([y for (q, _, y) in rows if q == p],
-                                                   [x for (q, _, _), x in zip(rows, preds) if q == p]), 4)
-                                 for p in patterns},
-        "per_pattern_count": {p: sum(r[0] == p for r in rows) for p in patterns},
-        "per_observation_f1": {o: None if v is None else round(v, 4) for o, v in per_obs.items()},
-        "wrong": wrong,
-    }
-
-
 def run_real(repeats: int = 3, label=None) -> dict:
     label = label or (lambda t: label_report(t).labels)
     rows = real_table()
     out = score_table(rows, [label(t) for _, t, _ in rows])
     texts = [t for _, t, _ in rows]
     out["reports_per_s_one_core"] = round(_rate(texts, repeats, label), 1)
-    return out
-
-
-def synthetic_corpus(n: int, seed: int, with_truth: bool = False) -> list[tuple]:
-    """(style, report text, truth labels[, StudyTruth]) for n synthetic studies, as `cxr synth`
-    renders them."""
-    cfg = SynthParams(seed=seed)
-    out = []
-    for i in range(n):
-        truth = sample_truth(i, 10_000_000 + i, seed, cfg)
-        text = render_report(truth, np.random.default_rng([seed, i, 1]), cfg.noise)
-        out.append((truth.style, text, truth.labels()) + ((truth,) if with_truth else ()))
     return out
 
 

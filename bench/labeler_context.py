@@ -22,7 +22,7 @@ import argparse
 import json
 import time
 
-from bench.labeler import real_table, score_table
+from components.reports.label_table import real_table, score_table
 from components.reports.labeler import find_mentions, label_report, labels_from
 
 GROUP = "medspacy_spans"

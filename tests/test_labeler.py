@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.labeler import macro_f1, synthetic_corpus
+from components.reports.agreement import macro_f1
+from components.synth.corpus import synthetic_corpus
 from components.chexpert import OBSERVATIONS
 from components.reports.labeler import label_report, label_reports, rules
 

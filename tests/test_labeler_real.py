@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from bench.labeler import CODES, parse_labels, real_table, score_table
+from components.reports.label_table import CODES, parse_labels, real_table, score_table
 from components.chexpert import NEGATIVE, POSITIVE, UNCERTAIN
 from components.reports.labeler import label_report
 

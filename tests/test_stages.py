@@ -165,3 +165,28 @@ def test_a_typo_in_a_nested_key_is_rejected_through_every_door(door, tmp_path):
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode != 0 and "temprature" in result.stdout + result.stderr
         assert not (root / "data" / "raw" / "synth").exists()
+
+
+def test_no_import_cycles_and_no_test_imports_bench():
+    """Layering: the library's import graph (lazy imports included) is acyclic, and tests use the
+    library, never the benchmarks."""
+    from graphlib import CycleError, TopologicalSorter
+
+    from components.stages.code import ROOT, _parse
+
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in (ROOT / "components").rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in _parse(path)[0]:
+            owner = imported if imported in modules else imported.rsplit(".", 1)[0]
+            if owner in modules and owner != name and not name.startswith(owner + "."):
+                targets.add(owner)
+        graph[name] = targets
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as e:
+        pytest.fail(f"import cycle: {e.args[1]}")
+    for test in (REPO / "tests").glob("*.py"):
+        assert "from bench" not in test.read_text() and "import bench" not in test.read_text(), test.name

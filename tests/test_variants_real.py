@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import pytest
 
-from bench.labeler import real_table
+from components.reports.label_table import real_table
 from components.reports.labeler import label_report
 from components.reports.sections import labelable_text, parse_sections
 from components.variants.base import ERROR_CATEGORIES, ERROR_KIND, VariantRequest
