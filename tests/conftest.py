@@ -39,6 +39,10 @@ SMALL = {
                                  "checkpoint_every": 0, "progress": False}},
     },
     "embed": {"batch_size": 16},
+    # a tiny LLM2CLIP4CXR: 64 px frames straight from ingest, a 0.1M-parameter ViT, a few dozen steps
+    "clip": {"workers": 0, "eval_every": 10, "grid_images": 2, "text_batch_size": 32,
+             "loop": {"steps": 30, "batch_size": 8, "lr": 0.003, "warmup_steps": 3, "checkpoint_every": 0,
+                      "progress": False}},
 }
 
 
@@ -114,3 +118,28 @@ def encoder_dir(small_params, variants_dir) -> Path:
 
     train_encoder(small_params.encoder)
     return Path(small_params.encoder.out)
+
+
+@pytest.fixture(scope="session")
+def baseline_dir(small_params, variants_dir) -> Path:
+    from components.encoder.training import train_baselines
+
+    train_baselines(small_params.baselines, small_params.encoder)
+    return Path(small_params.baselines.out)
+
+
+@pytest.fixture(scope="session")
+def embeddings_dir(small_params, encoder_dir) -> Path:
+    from components.encoder.embed import embed
+
+    embed(small_params.embed)
+    return Path(small_params.embed.out)
+
+
+@pytest.fixture(scope="session")
+def clip_dir(small_params, embeddings_dir, ingest_dir) -> Path:
+    """The tiny CLIP stage run once (cached mode, the LLM2VEC4CXR tower) for the tests that read a model."""
+    from components.clip.train import train_clip
+
+    train_clip(small_params.clip, small_params.ingest)
+    return Path(small_params.clip.out)

@@ -13,7 +13,7 @@ import torch
 
 from components.encoder.baselines import (BERT_LORA_TARGETS, BertBaselineConfig, load_minilm, minilm_dir,
                                           mlm_dir_for, run_bert_baseline)
-from components.encoder.train_loop import read_metrics
+from components.training.loop import read_metrics
 from components.params import ContrastiveConfig, LMSize, LoopConfig, LoraSettings, MNTPConfig, PretrainConfig
 
 TINY = LMSize(hidden=32, layers=2, heads=2, kv_heads=2, intermediate=64, max_positions=128)

@@ -16,10 +16,11 @@ import pytest
 from safetensors.torch import load_file
 
 from components.encoder.contrastive import info_nce, run_contrastive
-from components.encoder.data import StepSampler, load_corpus, load_triples
+from components.encoder.data import load_corpus, load_triples
+from components.training.sampler import StepSampler
 from components.encoder.mntp import run_mntp
 from components.encoder.pretrain import run_pretrain
-from components.encoder.train_loop import read_metrics
+from components.training.loop import read_metrics
 from components.params import ContrastiveConfig, LMSize, LoopConfig, LoraSettings, MNTPConfig, PretrainConfig
 
 REPO = Path(__file__).resolve().parent.parent

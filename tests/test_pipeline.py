@@ -76,7 +76,7 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     plots = _run(["dvc", "plots", "show", "--json"], root).stdout
     assert "encoder_loss.json" in plots and '"loss"' in plots and "errors" not in json.loads(plots)
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "baselines", "embed"}
+    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip"}
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64
 
     assert "didn't change" in _run(["dvc", "repro"], root).stdout  # nothing to do
@@ -134,6 +134,7 @@ def test_dagster_materializes_assets_with_metadata_and_checks(tmp_path):
     variants = metadata["report_variants"]
     assert variants["accepted"].value > 0 and "```diff" in variants["examples"].value
     assert metadata["clean_reports"]["gx_success"].value is True
+    assert "| i2t_r5 |" in metadata["clip_model"]["validation_retrieval"].value
 
     # the blocking conservation check recounts the written tables: drop a quarantine row and it fails
     quarantine = root / "data/ingested/quarantine.parquet"

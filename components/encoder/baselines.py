@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from components.encoder import train_loop
+from components.training import loop as train_loop
 from components.encoder.config import EncoderConfig
 from components.encoder.data import text_digest
 from components.encoder.mntp import mask_tokens

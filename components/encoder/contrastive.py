@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from components.encoder import train_loop
+from components.training import loop as train_loop
 from components.encoder.config import EncoderConfig
 from components.encoder.data import RetrievalSet, Triple, load_retrieval, load_triples, text_digest
 from components.io import write_json

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from components.encoder import train_loop
+from components.training import loop as train_loop
 from components.encoder.data import text_digest
 from components.encoder.bidirectional import bidirectional_mask, make_bidirectional, position_ids_from_mask
 from components.params import MNTPConfig

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from components.encoder import train_loop
+from components.training import loop as train_loop
 from components.encoder.data import text_digest
 from components.params import LMSize, PretrainConfig
 

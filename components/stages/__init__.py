@@ -13,7 +13,7 @@ from components.stages.base import Check, Option, Plot, ScopedParams, Stage
 
 __all__ = ["ORDER", "Check", "Option", "Plot", "ScopedParams", "Stage", "all_stages", "module", "upstream"]
 
-ORDER = ("synth", "ingest", "clean", "variants", "encoder", "baselines", "embed")
+ORDER = ("synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip")
 
 
 def module(name: str) -> ModuleType:

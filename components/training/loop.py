@@ -1,10 +1,11 @@
-"""The one training loop every encoder step shares (pretrain, MNTP, contrastive).
+"""The one training loop every trainer shares (encoder pretrain, MNTP, contrastive; CLIP).
 
-AdamW + warmup/cosine|linear schedule + grad clipping; one JSON line of metrics per step; checkpoints
+AdamW (no weight decay on gains, biases and scalars such as a logit scale) + warmup/cosine|linear
+schedule + grad clipping + gradient accumulation; one JSON line of metrics per step; checkpoints
 every N steps that a restarted run resumes from (trainable weights, optimizer, scheduler, RNG states,
 data position), so a killed run finishes with the same metrics and weights as an uninterrupted one.
 Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DDP (gloo on CPU, nccl on CUDA); only rank 0
-writes. On CUDA the forward runs under bf16 autocast. The data order is `data.StepSampler`'s: a pure
+writes. On CUDA the forward runs under bf16 autocast. The data order is `sampler.StepSampler`'s: a pure
 function of (seed, step, rank), so the data position is the step.
 
 Layout while running:  <out>.work/{run.json, metrics.jsonl, checkpoints/step-N/}
@@ -20,6 +21,7 @@ import os
 import random
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from components.encoder.data import StepSampler, digest
+from components.training.sampler import StepSampler, digest
 from components.io import atomic_dir, write_json
 from components.params import LoopConfig
 
@@ -122,16 +124,29 @@ def _schedule(opt, cfg: LoopConfig):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay only matrices: gains, biases and scalars (norm weights, a logit scale) keep their size."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for _, p in named if p.ndim >= 2]
+    rest = [p for _, p in named if p.ndim < 2]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0})
+            if g["params"]]
+
+
 StepFn = Callable[[nn.Module, list[int], int], "tuple[torch.Tensor, dict]"]
+AfterStep = Callable[[int], "dict | None"]
 
 
 def train(model: nn.Module, step_fn: StepFn, n_items: int, cfg: LoopConfig, work: str | Path,
-          d: Dist | None = None, run_key: dict | None = None) -> dict:
+          d: Dist | None = None, run_key: dict | None = None, after_step: AfterStep | None = None) -> dict:
     """Optimise `model`'s trainable parameters for `cfg.steps` steps, resuming from `work` if a
     checkpoint of the same run (`run_key`: config + inputs) is there.
 
     step_fn(model, indices, step) -> (loss, extras): the loss on this rank's items of the global batch;
     `model` is the DDP wrapper under torchrun (call it, not its module, so gradients are synchronised).
+    With cfg.accumulate > 1 it is called once per micro-batch of the step, in order.
+    after_step(step_done) runs on every rank after each optimizer step (clamps, evaluation); the keys
+    of the dict it returns join that step's metrics line.
     Returns a summary dict (steps, final loss, resumed_from, seconds, per-rank weight checksums)."""
     d = d or init_distributed(cfg.device)
     work = Path(work)
@@ -149,7 +164,7 @@ def train(model: nn.Module, step_fn: StepFn, n_items: int, cfg: LoopConfig, work
 
     model.to(d.device)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     sched = _schedule(opt, cfg)
     seed_everything(cfg.seed + d.rank)
     start = 0
@@ -172,7 +187,7 @@ def train(model: nn.Module, step_fn: StepFn, n_items: int, cfg: LoopConfig, work
 
     net = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda"
                                               else None) if d.world > 1 else model
-    sampler = StepSampler(n_items, cfg.batch_size, cfg.seed, d.rank, d.world)
+    sampler = StepSampler(n_items, cfg.batch_size * cfg.accumulate, cfg.seed, d.rank, d.world)
     bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and d.main), desc="train")
     t0, loss_value = time.time(), float("nan")
     model.train()
@@ -180,15 +195,21 @@ def train(model: nn.Module, step_fn: StepFn, n_items: int, cfg: LoopConfig, work
         for step in range(start, cfg.steps):
             t = time.time()
             idx = sampler.indices(step)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=d.device.type == "cuda"):
-                loss, extras = step_fn(net, idx, step)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_t, extras = torch.zeros((), device=d.device), {}
+            for k in range(cfg.accumulate):  # micro-batch k of the step; DDP syncs gradients on the last
+                sync = k == cfg.accumulate - 1 or d.world == 1
+                with net.no_sync() if not sync else nullcontext():
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=d.device.type == "cuda"):
+                        loss, extras = step_fn(net, idx[k::cfg.accumulate], step)
+                    (loss / cfg.accumulate).backward()
+                loss_t += loss.detach().float() / cfg.accumulate
             grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             lr = sched.get_last_lr()[0]
             opt.step()
             sched.step()
-            loss_t = loss.detach().float().clone()
+            if after_step is not None:
+                extras = {**extras, **(after_step(step + 1) or {})}
             if d.world > 1:
                 dist.all_reduce(loss_t)
                 loss_t /= d.world
