@@ -19,7 +19,7 @@ setup: $(STAMP)  ## create .venv and install the project with its dev extra
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --find-links vendor -e ".[dev]"  # vendor/: hydra rebuilt for antlr 4.13
 	mkdir -p $(DAGSTER_HOME) && printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	touch $(STAMP)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import signal
 import sys
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,6 +25,8 @@ app = typer.Typer(help=__doc__.split("\n")[0], no_args_is_help=True, add_complet
                   pretty_exceptions_enable=False)
 
 ParamsFile = Annotated[Optional[Path], typer.Option("--params", help="params file (default: ./params.yaml)")]
+Metrics = Annotated[Optional[Path], typer.Option(
+    "--metrics", help="metrics JSON (default: with --out, <out>/metrics.json; else params)")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set ingest.workers=4 (repeatable)")]
 
 
@@ -47,7 +51,7 @@ def user_errors():
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         typer.echo(f"error: invalid params: {problems}", err=True)
         raise typer.Exit(2) from None
-    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+    except (ValueError, OSError) as e:  # OSError messages name the file (permission, not a folder, ...)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 
@@ -57,7 +61,39 @@ def load(params_file: Path | None, sets: list[str] | None, **shorthands):
     from components.params import load_params
 
     overrides = list(sets or []) + [f"{k}={json.dumps(v)}" for k, v in shorthands.items() if v is not None]
+    if params_file is None and not Path("params.yaml").exists():
+        typer.echo(f"note: no params.yaml in {Path.cwd()}; using the built-in defaults of components/params.py "
+                   "(pass --params FILE to use another)", err=True)
     return load_params(params_file, overrides)
+
+
+def _metrics_shorthand(stage, options: dict) -> dict:
+    """A run given --out writes nothing outside it: its metrics go into the output folder, unless
+    --metrics says where (DVC runs give neither and use params)."""
+    key = stage.metrics[0][2:-1] if stage.metrics else None
+    out = next((options[_arg(o)] for o in stage.options if o.flag == "--out"), None)
+    if key is None or (options.get("metrics") is None and out is None):
+        return {}
+    return {key: str(options.get("metrics") or Path(out) / "metrics.json")}
+
+
+def _verdict(summary: dict) -> None:
+    """Exit 1, with one line, when the stage's own result says the run failed."""
+    if summary.get("conservation_ok") is False:
+        lost = (summary.get("records") or {}).get("lost")
+        typer.echo("error: conservation failed: rows in != rows out + quarantined"
+                   + (f"; source records in no study: {', '.join(lost)}" if lost else ""), err=True)
+        raise typer.Exit(1)
+    counts = summary.get("studies")
+    if isinstance(counts, dict) and counts.get("out") == 0:  # kept nothing: failed, however tidy
+        top = Counter(counts.get("by_reason", {})).most_common(3)
+        reasons = ", ".join(f"{reason} ({n})" for reason, n in top) or "none recorded"
+        typer.echo(f"error: no usable studies: all {counts.get('quarantined', 0)} of {counts.get('in', 0)} "
+                   f"studies were quarantined; top reasons: {reasons} (see quarantine.parquet)", err=True)
+        raise typer.Exit(1)
+    if summary.get("gate_failed"):  # a failed validation gate: `dvc repro` stops where Dagster stops
+        typer.echo(f"error: {summary['gate_failed']}", err=True)
+        raise typer.Exit(1)
 
 
 def _print(summary: dict) -> None:
@@ -86,16 +122,17 @@ def _stage_command(name: str):
 
     def command(params: ParamsFile = None, set_: Sets = None, **options):
         with user_errors():
-            p = load(params, set_, **{opt.key: options[_arg(opt)] for opt in stage.options})
+            p = load(params, set_, **{opt.key: options[_arg(opt)] for opt in stage.options},
+                     **_metrics_shorthand(stage, options))
             summary = run_stage(name, p)
         _print(summary)
-        if summary.get("conservation_ok") is False:
-            typer.echo("error: conservation failed: rows in != rows out + quarantined", err=True)
-            raise typer.Exit(1)
+        _verdict(summary)
 
     extra = [inspect.Parameter(_arg(opt), inspect.Parameter.KEYWORD_ONLY, default=None,
                                annotation=Annotated[Optional[opt.type], typer.Option(opt.flag, help=opt.help)])
              for opt in stage.options]
+    if stage.metrics and any(o.flag == "--out" for o in stage.options):
+        extra.append(inspect.Parameter("metrics", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Metrics))
     base = [inspect.Parameter("params", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ParamsFile),
             inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Sets)]
     command.__signature__ = inspect.Signature(base + extra)
@@ -173,9 +210,29 @@ def stages(write_dvc: Annotated[bool, typer.Option("--write-dvc", help="regenera
         typer.echo(f"{s.name:<10} {s.asset:<18} {s.group:<9} {s.description}")
 
 
+@app.command()
+def hostile(
+    out: Annotated[Path, typer.Option(help="output folder for the corpus")],
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+):
+    """Write the hostile-input corpus (bad manifests, ids, reports, DICOMs, PNGs, XML) with its expected outcomes."""
+    with user_errors():
+        from components.synth.hostile import generate_corpus
+
+        summary = generate_corpus(out, seed)
+    _print(summary)
+
+
+def _terminate(signum, frame):  # noqa: ARG001
+    """SIGTERM (Dagster cancelling a run, `kill`) unwinds like Ctrl-C: temp folders are removed,
+    workers stopped, the output lock released."""
+    raise SystemExit(128 + signum)
+
+
 @app.callback()
 def _main() -> None:
     project_environment()
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,16 @@ from pathlib import Path
 
 class SqliteCache:
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-        self.db.commit()
+        path = Path(path)
+        if path.exists() and not path.is_file():
+            raise ValueError(f"cache {path} is not a file; point the cache setting at a file path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path)
+            self.db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+            self.db.commit()
+        except sqlite3.DatabaseError as e:  # a corrupt or foreign file: say which, never overwrite it
+            raise ValueError(f"cache {path} is not a usable SQLite cache ({e}); move it aside to rebuild it") from None
 
     def get_many(self, keys: list[str]) -> dict:
         found = {}

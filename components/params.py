@@ -112,6 +112,13 @@ class IngestParams(_Section):
     unknown_view: str = Field("keep", pattern="^(keep|quarantine)$")
     # Reference label files read when present, first that labels a study wins (components/ingest/references.py).
     reference_labels: list[str] = Field(default_factory=lambda: list(_reference_files()))
+    # Caps checked from the header before anything is decoded or inflated (deflate / PNG / JPEG bombs
+    # are quarantined as image_too_large). A large CR is ~4300x3500 16-bit (15 Mpx, 30 MB): wide margins.
+    max_image_pixels: int = Field(100_000_000, ge=1)  # per frame
+    max_image_bytes: int = Field(512 * 2**20, ge=1)  # decoded (or inflated) bytes of one file
+    # A report file or cell larger than this is not a report (a pasted log, a mis-linked blob); it is
+    # quarantined as report_too_large without being read whole.
+    max_report_bytes: int = Field(1 << 20, ge=1)
 
     @model_validator(mode="after")
     def _check(self):
@@ -151,6 +158,9 @@ class QualityParams(_Section):
     # Share of rows whose text equals another row's: templated normals repeat, but a high rate
     # means duplicated studies or a normalisation that erases content.
     max_duplicate_text_rate: float = Field(0.2, ge=0, le=1)
+    # A failed suite stops `cxr clean` with a non-zero exit (so `dvc repro` stops where Dagster's
+    # blocking check does); false only reports the failure, for exploring data the suite rejects.
+    blocking: bool = True
 
 
 class CleanParams(_Section):
@@ -434,6 +444,17 @@ class ClipParams(_Section):
         if min(self.std) <= 0:
             raise ValueError("std must be positive")
         return self
+class AuditParams(_Section):
+    """`cxr audit-phi`: search every artifact downstream of clean for the PHI that synth planted."""
+
+    truth: str = "data/raw/synth/truth.parquet"  # the synth truth table: what was planted, where
+    # Everything downstream of the clean stage (ingest outputs hold raw reports by design: not listed).
+    paths: list[str] = Field(default_factory=lambda: [
+        "data/clean", "data/variants", "data/encoder", "data/encoder-steps", "data/baselines",
+        "data/embeddings", "data/clip", "data/metrics", "dvc.lock"])
+    dagster_home: bool = True  # also scan $DAGSTER_HOME (event storage, run and compute logs)
+    out: str = "data/audit/phi.json"  # the audit report (counts and file names, never the PHI itself)
+    metrics: str = "data/metrics/audit_phi.json"
 
 
 class Params(_Section):
@@ -445,6 +466,7 @@ class Params(_Section):
     baselines: BaselinesParams = BaselinesParams()
     embed: EmbedParams = EmbedParams()
     clip: ClipParams = ClipParams()
+    audit: AuditParams = AuditParams()
 
     def digest(self, section: str) -> str:
         """Short hash of one section, recorded next to outputs for traceability."""
@@ -468,12 +490,33 @@ def apply_override(tree: dict, assignment: str) -> None:
     node[keys[-1]] = _load_yaml(raw)
 
 
+def read_params_file(file: Path) -> dict:
+    """The YAML mapping in `file`; anything else is a ValueError naming the file and the problem."""
+    if file.is_dir():
+        raise ValueError(f"params file {file} is a folder; pass a YAML file")
+    try:
+        tree = _load_yaml(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"params file {file} is not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"params file {file} is not valid YAML{where}: "
+                         f"{getattr(e, 'problem', None) or e}") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ValueError(f"params file {file} must map section names to settings, "
+                         f"but holds a {type(tree).__name__}")
+    return tree
+
+
 def load_params(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Read params.yaml (or `path`), apply overrides, validate. A missing default file means defaults."""
     file = Path(path) if path else DEFAULT_PARAMS
     if path and not file.exists():
         raise FileNotFoundError(f"params file not found: {file}")
-    tree = (_load_yaml(file.read_text()) or {}) if file.exists() else {}
+    tree = read_params_file(file) if file.exists() else {}
     for assignment in overrides:
         apply_override(tree, assignment)
     return Params.model_validate(tree)

@@ -20,12 +20,18 @@ class Quarantine(list):
         self.stage = stage
 
     def add(self, level: str, record_id: str, study_id: str, reason: str, detail: str = "") -> None:
-        self.append({"level": level, "record_id": record_id, "study_id": study_id, "stage": self.stage,
-                     "reason": reason, "detail": detail})
+        self.append({"level": level, "record_id": printable(record_id), "study_id": printable(study_id),
+                     "stage": self.stage, "reason": reason, "detail": printable(detail)})
 
     def counts(self, level: str) -> tuple[int, dict[str, int]]:
         rows = [q for q in self if q["level"] == level]
         return len(rows), dict(sorted(Counter(q["reason"] for q in rows).items()))
+
+
+def printable(value) -> str:
+    """A value that can be stored and shown: undecodable bytes (kept by surrogateescape) as \\xNN."""
+    text = "" if value is None else str(value)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def recount(n_in: int, n_out: int, quarantine_path, level: str = "study") -> dict:

@@ -43,6 +43,7 @@ SMALL = {
     "clip": {"workers": 0, "eval_every": 10, "grid_images": 2, "text_batch_size": 32,
              "loop": {"steps": 30, "batch_size": 8, "lr": 0.003, "warmup_steps": 3, "checkpoint_every": 0,
                       "progress": False}},
+    "audit": {"dagster_home": False},  # the session's Dagster home is shared: audited in pipeline tests only
 }
 
 
@@ -58,6 +59,8 @@ def rewire(node, root: Path):
     """Every project path in a params tree (data/..., .cxr/...) moved under `root`, whatever the stage."""
     if isinstance(node, dict):
         return {k: rewire(v, root) for k, v in node.items()}
+    if isinstance(node, list):  # e.g. audit.paths
+        return [rewire(v, root) for v in node]
     if isinstance(node, str) and node.split("/")[0] in PROJECT_DIRS:
         return str(root / node.split("/", 1)[1]) if "/" in node else str(root)
     return node

@@ -74,13 +74,14 @@ def test_cli_synth_then_ingest(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["n_studies"] == 24 and (tmp_path / "raw" / "truth.parquet").exists()
-    assert json.loads((tmp_path / "data/metrics/synth.json").read_text())["studies"] == 24
+    assert json.loads((tmp_path / "raw/metrics.json").read_text())["studies"] == 24  # with its --out
     result = runner.invoke(app, ["ingest", "--source", "synth", "--input", "raw", "--out", "ing",
                                  "--workers", "1", "--set", "ingest.resolution=32"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["conservation_ok"] and summary["traps"]["all_accounted"]
     assert (tmp_path / "ing" / "preview.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ing", "raw"]  # nothing written outside --out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -26,6 +26,7 @@ def _project(root: Path) -> Path:
     shutil.copytree(REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
     tree = small_params_tree(Path("data"))
     tree["synth"]["n_studies"] = 24
+    tree["audit"]["dagster_home"] = True  # a Dagster run's event storage is audited too
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     return root
 
@@ -76,7 +77,10 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     plots = _run(["dvc", "plots", "show", "--json"], root).stdout
     assert "encoder_loss.json" in plots and '"loss"' in plots and "errors" not in json.loads(plots)
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip"}
+    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip",
+                                   "audit-phi"}
+    audit = json.loads((root / "data/audit/phi.json").read_text())
+    assert audit["passed"] and audit["planted_values"] > 0 and audit["files_scanned"] > 10
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64
 
     assert "didn't change" in _run(["dvc", "repro"], root).stdout  # nothing to do
@@ -127,7 +131,7 @@ def test_dagster_materializes_assets_with_metadata_and_checks(tmp_path):
     checks_run = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks_run == {"ingest_conservation": True, "ingest_traps_accounted": True,
                           "clean_quality_suite": True, "clean_phi_free": True, "clean_conservation": True,
-                          "variants_acceptance": True}
+                          "variants_acceptance": True, "phi_audit_zero_leaks": True}
     assert metadata["text_encoder"]["contrastive_loss"].value.startswith("![loss](data:image/png;base64,")
     assert metadata["text_embeddings"]["encoded"].value > 0
     assert "R@1 after" in metadata["baseline_encoders"]["evaluation"].value
@@ -165,9 +169,12 @@ def test_failing_blocking_check_stops_downstream_assets(tmp_path):
                              run_config={"ops": {"clean_reports": {"config": {"overrides": overrides}}}})
         return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
-    checks = run({"clean.quality.max_chars": "30"})  # every real report is longer: GX fails
+    # every real report is longer: GX fails; non-blocking in the CLI, so Dagster's check is what stops
+    checks = run({"clean.quality.max_chars": "30", "clean.quality.blocking": "false"})
     assert checks["clean_quality_suite"] is False and checks["clean_phi_free"] is True and not ran
-    checks = run({"clean.phi_policy": "off"})  # planted PHI reaches the output: both gates fail
+    checks = run({"clean.quality.max_chars": "30"})  # blocking in the CLI too: the asset itself fails
+    assert checks == {} and not ran
+    checks = run({"clean.phi_policy": "off", "clean.quality.blocking": "false"})  # PHI reaches the output: both gates fail
     assert False in checks.values() and not ran
     (phi_free,) = _checks("clean_phi_free")
     assert phi_free(project=resources["project"]).passed is False  # the PHI gate on its own

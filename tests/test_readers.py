@@ -255,7 +255,9 @@ def test_mimic_record_list(mimic_root: Path) -> None:
     assert (first.subject_id, first.error, first.split, first.sections) == ("10000032", None, None, {})
     assert "No focal consolidation (a)" in first.report
     # no metadata CSV in the DICOM release: the view is left to the decoder, which reads the header
-    assert [(im.image_id[:8], im.view) for im in first.images] == [("02aa804e", None), ("174413ec", None)]
+    assert [(im.image_id[:8], im.view, im.error) for im in first.images] == [
+        ("02aa804e", None, None), ("02aa804e", None, "duplicate_record"), ("174413ec", None, None)]
+    assert len({im.image_id for im in first.images}) == 3  # the repeated row is kept, as a quarantinable image
     assert all(Path(im.path).is_absolute() and Path(im.path).exists() for im in first.images)
     assert (dup.subject_id, dup.error) == ("12000012", "duplicate_record")
     assert [im.image_id for im in dup.images] == ["d-dup"]
@@ -304,7 +306,8 @@ def test_chexpert_plus(chexpert_root: Path) -> None:
     assert s1.sections == {"narrative": "Chest 1 View", "findings": "No pneumothorax.",
                            "impression": "Normal."}  # accession number is not a section
     assert s1.report.startswith("NARRATIVE:\nChest 1 View")  # multi-line CSV cell intact
-    frontal, lateral = s1.images
+    frontal, lateral, repeated = s1.images
+    assert (repeated.error, repeated.path) == ("duplicate_record", lateral.path)  # kept, to be quarantined
     assert (frontal.view, Path(frontal.path).suffix) == ("PA", ".dcm")  # DICOM preferred
     assert (lateral.view, Path(lateral.path).suffix) == ("LATERAL", ".png")  # PNG release accepted
     assert frontal.image_id == "patient00001/study1/view1_frontal"

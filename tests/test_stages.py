@@ -45,7 +45,8 @@ def test_dagster_graph_is_the_dvc_graph_and_checks_are_declared():
 
     # DVC's own view: a stage depends on the stages whose outs hold one of its deps
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    outs = {n: [resolve(o, PARAMS_TREE) for o in s.get("outs", [])] for n, s in stages.items()}
+    outs = {n: [resolve(next(iter(o)) if isinstance(o, dict) else o, PARAMS_TREE) for o in s.get("outs", [])]
+            for n, s in stages.items()}  # an out with flags ({path: {push: false}}) is still that path
     dvc_edges = {n: sorted(o for o, paths in outs.items() if o != n for p in paths
                            for d in (resolve(d, PARAMS_TREE) for d in s["deps"]) if d == p or d.startswith(p + "/"))
                  for n, s in stages.items()}
@@ -98,8 +99,8 @@ def test_fixture_rewiring_moves_every_project_path(tmp_path):
     tree = small_params_tree(tmp_path)
 
     def strings(node):
-        if isinstance(node, dict):
-            for v in node.values():
+        if isinstance(node, (dict, list)):
+            for v in node.values() if isinstance(node, dict) else node:
                 yield from strings(v)
         elif isinstance(node, str):
             yield node

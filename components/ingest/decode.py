@@ -8,6 +8,7 @@ everything after it touches only resolution x resolution pixels.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
 
 from components.ingest.views import FRONTAL, header_view, normalise_view, view_class
 
@@ -54,6 +56,8 @@ class DecodeConfig:
     percentiles: tuple[float, float] = (0.5, 99.5)
     frontal_only: bool = True
     unknown_view: str = "keep"  # under frontal_only, an image of unknown view: keep | quarantine
+    max_pixels: int = 100_000_000  # per frame, from the header, before decoding (image_too_large)
+    max_bytes: int = 512 * 2**20  # decoded (or inflated) bytes, from the header, before decoding
 
 
 @dataclass
@@ -84,9 +88,53 @@ def _check_view(view: str | None, cfg: DecodeConfig) -> None:
         raise DecodeError("view_not_frontal", f"view {view}")
 
 
-def _decode_dicom(path: Path, cfg: DecodeConfig, view_hint: str | None, subject_id: str | None) -> Decoded:
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _check_inflated_size(path: Path, cfg: DecodeConfig) -> None:
+    """A deflated dataset is inflated whole by pydicom before any header can be read: inflate it
+    here first, in bounded steps, and refuse one that grows past the byte cap (a deflate bomb)."""
     try:
-        ds = pydicom.dcmread(path)
+        with open(path, "rb") as f:
+            read_preamble(f, False)
+            meta = _read_file_meta_info(f)
+            if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
+                return
+            inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+            while block := f.read(1 << 20):
+                while block:
+                    total += len(inflater.decompress(block, 1 << 22))
+                    if total > cfg.max_bytes:
+                        raise DecodeError("image_too_large", f"{path.name}: deflated data inflates past "
+                                          f"ingest.max_image_bytes={cfg.max_bytes}")
+                    block = inflater.unconsumed_tail
+    except DecodeError:
+        raise
+    except Exception:  # noqa: BLE001 - the full read that follows reports what is wrong with the file
+        return
+
+
+def _check_size(ds, path: Path, cfg: DecodeConfig) -> None:
+    """Refuse from the header alone an image whose decoded frame would exceed the caps."""
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 16) or 16)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if rows * cols > cfg.max_pixels:
+        raise DecodeError("image_too_large", f"{path.name}: {cols}x{rows} pixels > ingest.max_image_pixels="
+                          f"{cfg.max_pixels}")
+    # the decoder materialises every frame, in at least 8 bits per sample
+    nbytes = rows * cols * samples * frames * max(bits, 8) // 8
+    if nbytes > cfg.max_bytes:
+        raise DecodeError("image_too_large", f"{path.name}: {nbytes} decoded bytes > ingest.max_image_bytes="
+                          f"{cfg.max_bytes}")
+
+
+def _decode_dicom(path: Path, cfg: DecodeConfig, view_hint: str | None, subject_id: str | None) -> Decoded:
+    _check_inflated_size(path, cfg)
+    try:
+        # large elements (the pixel data) stay on disk until touched: the header is checked first
+        ds = pydicom.dcmread(path, defer_size="256 KB")
     except InvalidDicomError as e:
         raise DecodeError("dicom_unreadable", f"{path.name}: not DICOM ({type(e).__name__})") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError) as e:
@@ -95,20 +143,26 @@ def _decode_dicom(path: Path, cfg: DecodeConfig, view_hint: str | None, subject_
     view = header_view(ds) or normalise_view(view_hint)  # the file's own header first
     _check_view(view, cfg)
     header = _audit_header(ds, subject_id)
-    if "PixelData" not in ds:
+    if not any(k in ds for k in _PIXEL_KEYWORDS):
         raise DecodeError("dicom_no_pixels", path.name)
+    _check_size(ds, path, cfg)
     syntax = ds.file_meta.TransferSyntaxUID
     if not _has_decoder(syntax):
         raise DecodeError("dicom_codec_unavailable", f"{path.name}: no decoder for transfer syntax "
                           f"{syntax.name if syntax.is_transfer_syntax else str(syntax)}")
     try:
         stored = _stored_pixels(ds, syntax)
-    except (NotImplementedError, RuntimeError, ValueError) as e:
+    except DecodeError:
+        raise
+    except (NotImplementedError, RuntimeError, ValueError, TypeError, AttributeError) as e:
         truncated = isinstance(e, ValueError) and "length" in str(e)
         raise DecodeError("dicom_truncated" if truncated else "dicom_unreadable",
                           f"{path.name}: pixel data could not be decoded ({type(e).__name__})") from None
     invert = ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1"
-    pixels = _display(stored, cfg, _transfer(ds, stored.dtype), invert, ds.get("BitsStored"))
+    colour = ds.get("SamplesPerPixel", 1) != 1 or ds.get("PhotometricInterpretation") == "PALETTE COLOR"
+    # grey values derived from colour are display values: no modality or VOI transfer applies
+    transfer = (lambda x: x) if colour else _transfer(ds, stored.dtype)
+    pixels = _display(stored, cfg, transfer, invert, None if colour else ds.get("BitsStored"))
     return Decoded(pixels, view, _digest(pixels), header)
 
 
@@ -132,8 +186,11 @@ def _stored_pixels(ds, syntax) -> np.ndarray:
     """Stored values of the first frame, grey; a zero-copy view for the common native 16-bit case."""
     rows, cols, allocated = ds.Rows, ds.Columns, ds.BitsAllocated
     samples, frames = ds.get("SamplesPerPixel", 1), int(ds.get("NumberOfFrames", 1) or 1)
-    if not syntax.is_compressed:
-        expected = rows * cols * samples * frames * allocated // 8
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if "PixelData" in ds and not syntax.is_compressed:
+        # YBR_FULL_422 stores two samples per pixel (chroma halved horizontally), not three
+        per_pixel = 2 if photometric == "YBR_FULL_422" else samples
+        expected = rows * cols * per_pixel * frames * allocated // 8
         if len(ds.PixelData) < expected:
             raise DecodeError("dicom_truncated", f"{len(ds.PixelData)} of {expected} pixel bytes")
         if syntax.is_little_endian and allocated == 16 and samples == 1 and ds.PixelRepresentation == 0:
@@ -141,8 +198,15 @@ def _stored_pixels(ds, syntax) -> np.ndarray:
     arr = ds.pixel_array
     if frames > 1:
         arr = arr[0]
+    if photometric == "PALETTE COLOR":  # indices into the palette: look them up, then grey
+        arr = apply_color_lut(arr, ds)
     if arr.ndim == 3:  # colour: luminance is enough for a radiograph
         arr = arr.mean(axis=-1, dtype=np.float32)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise DecodeError("dicom_pixel_format", f"{ds.filename and Path(ds.filename).name}: "
+                          "float pixel data holds NaN or infinity")
+    if arr.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
+        arr = arr.astype(np.float64)  # 32-bit integers and the like: OpenCV resizes floats only
     return arr
 
 
@@ -183,6 +247,10 @@ def _decode_bitmap(path: Path, cfg: DecodeConfig, view_hint: str | None) -> Deco
     _check_view(view, cfg)
     try:
         with Image.open(path) as im:
+            # the header gives the size: a decompression bomb is refused before any pixel is inflated
+            if im.width * im.height > cfg.max_pixels:
+                raise DecodeError("image_too_large", f"{path.name}: {im.width}x{im.height} pixels > "
+                                  f"ingest.max_image_pixels={cfg.max_pixels}")
             im.load()
             arr = np.asarray(im if im.mode in ("L", "I;16", "I") else im.convert("L"))
     except (OSError, ValueError, Image.DecompressionBombError) as e:

@@ -22,7 +22,14 @@ REASONS: dict[str, str] = {
     "no_frontal_image": "no frontal image of the study could be used",
     "duplicate_study": "same subject, report and pixels as an earlier study",
     "duplicate_record": "the same study id appears twice in the source",
-    "source_record_invalid": "source row or file lacks a required field",
+    "source_record_invalid": "source row or file lacks a required field, or an id is unusable",
+    "source_record_malformed": "a source table row that does not parse cleanly (reported line by line)",
+    "outside_dataset_root": "the file resolves (through a symlink or ..) outside the dataset root",
+    "report_too_large": "report larger than ingest.max_report_bytes",
+    "report_not_text": "report is not natural-language text (binary or random characters)",
+    "image_too_large": "image header claims more pixels or bytes than ingest.max_image_pixels/bytes",
+    "dicom_pixel_format": "DICOM pixel data in a format that cannot be shown as a radiograph",
+    "worker_crashed": "the worker process died twice on this item (out of memory?)",
 }
 
 
@@ -33,6 +40,8 @@ class RawImage:
     image_id: str
     path: str  # absolute path to a DICOM, PNG or JPEG file
     view: str | None = None  # PA / AP / LATERAL / LL ... from source metadata when it has it (views.py)
+    error: str | None = None  # a REASONS code when the listing itself is unusable (a repeated row)
+    detail: str = ""
 
 
 @dataclass
@@ -48,3 +57,4 @@ class RawStudy:
     meta: dict = field(default_factory=dict)  # source extras (MeSH terms, demographics, ...)
     error: str | None = None  # a REASONS code when the study is unusable as read
     error_detail: str = ""  # why, without PHI
+    records: list[str] = field(default_factory=list)  # raw source records it came from (Census ids)

@@ -28,16 +28,18 @@ from tqdm import tqdm
 from components.ingest.audit import account_traps, preview_grid
 from components.ingest.decode import DecodeConfig, DecodeError, decode
 from components.ingest.readers import read_source
+from components.ingest.readers._common import census, escapes_root, id_problem
 from components.ingest.records import RawStudy
 from components.ingest.references import COLUMNS as REFERENCE_COLUMNS
 from components.ingest.references import load_references, reference_columns
 from components.ingest.shards import ShardWriter
 from components.ingest.split import SPLITS, assign_splits
-from components.io import atomic_dir, write_bytes_atomic, write_json, write_table
-from components.parallel import ordered_map
+from components.io import atomic_dir, check_output, write_bytes_atomic, write_json, write_table
+from components.parallel import WorkerCrashed, ordered_map
 from components.quarantine import SCHEMA as QUARANTINE
 from components.quarantine import Quarantine
 from components.params import IngestParams
+from components.textcheck import text_problem
 
 STUDIES_SCHEMA = pa.schema([
     ("study_id", pa.string()), ("subject_id", pa.string()), ("split", pa.string()), ("source", pa.string()),
@@ -67,29 +69,59 @@ def _decode_task(task: tuple, cfg: DecodeConfig):
         return DecodeError("image_unreadable", f"{Path(path).name}: {type(e).__name__}")
 
 
-def _screen(studies: list[RawStudy], quarantine: Quarantine, require_images: bool) -> list[RawStudy]:
-    """Study-level checks that need no pixels."""
+def _screen(studies: list[RawStudy], quarantine: Quarantine, cfg: IngestParams, roots: list[Path]) -> list[RawStudy]:
+    """Study-level checks that need no pixels; images unusable as listed are quarantined here."""
     seen: set[str] = set()
     usable = []
     for s in studies:
         reason, detail = s.error, s.error_detail
+        where = f" ({s.records[0]})" if s.records else ""
+        screened = False
         if reason is None:
-            if s.study_id in seen:
+            bad_id = next(((k, p) for k, v in (("study_id", s.study_id), ("subject_id", s.subject_id))
+                           if (p := id_problem(v))), None)
+            if bad_id:
+                reason, detail = "source_record_invalid", f"{bad_id[0]}: {bad_id[1]}{where}"
+            elif s.study_id in seen:
                 reason, detail = "duplicate_record", "study id listed more than once"
             elif s.report is None:
                 reason = "report_missing"
             elif not s.report.strip():
                 reason = "report_empty"
-            elif not s.images and require_images:
+            elif len(s.report.encode("utf-8", "surrogateescape")) > cfg.max_report_bytes:
+                reason, detail = "report_too_large", f"> ingest.max_report_bytes={cfg.max_report_bytes}{where}"
+            elif problem := text_problem(s.report):
+                reason, detail = "report_not_text", problem + where
+            elif not s.images and cfg.require_images:
                 reason = "image_missing"
+            else:
+                screened = True
+                if s.images and not _screen_images(s, quarantine, roots) and cfg.require_images:
+                    reason, detail = "image_missing", "every listed image was quarantined"
         seen.add(s.study_id)
         if reason:
             quarantine.add("study", s.study_id, s.study_id, reason, detail)
-            for img in s.images:
+            for img in _listed(s) if screened else s.images:
                 quarantine.add("image", img.image_id, s.study_id, "study_quarantined", reason)
         else:
             usable.append(s)
     return usable
+
+
+def _screen_images(s: RawStudy, quarantine: Quarantine, roots: list[Path]) -> int:
+    """Quarantine listed images that must not be opened (repeated rows, files outside the dataset);
+    returns how many are left to decode."""
+    for img in s.images:
+        if img.error is None and any(escapes_root(img.path, r) for r in roots):
+            img.error, img.detail = "outside_dataset_root", f"{Path(img.path).name} resolves outside the dataset root"
+        if img.error:
+            quarantine.add("image", img.image_id, s.study_id, img.error, img.detail)
+    return len(_listed(s))
+
+
+def _listed(s: RawStudy) -> list:
+    """The study's images that were not quarantined as listed (those are already accounted for)."""
+    return [img for img in s.images if img.error is None]
 
 
 def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path | None = None,
@@ -98,25 +130,28 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
     out, workers = Path(out or cfg.out), workers or cfg.workers
     image_root = Path(cfg.image_root) if cfg.image_root else None
     t0 = time.perf_counter()
-    studies = list(read_source(source, input_path, image_root))
+    with census(input_path, cfg.max_report_bytes) as raw:
+        studies = list(read_source(source, input_path, image_root))
+    check_output(out, [input_path] + ([image_root] if image_root else []))  # before any decoding
     if not studies:
         raise ValueError(f"no studies found under {input_path} for source {source!r}")
     references, reference_files = load_references(
         cfg.reference_labels, [input_path] + ([image_root] if image_root else []), {s.study_id for s in studies})
     t_read = time.perf_counter()
     quarantine = Quarantine("ingest")
-    usable = _screen(studies, quarantine, cfg.require_images)
-    dcfg = DecodeConfig(cfg.resolution, tuple(cfg.percentiles), cfg.frontal_only, cfg.unknown_view)
-    tasks = [(img.path, img.view, s.subject_id) for s in usable for img in s.images]
+    usable = _screen(studies, quarantine, cfg, [raw.root_dir])
+    dcfg = DecodeConfig(cfg.resolution, tuple(cfg.percentiles), cfg.frontal_only, cfg.unknown_view,
+                        cfg.max_image_pixels, cfg.max_image_bytes)
+    tasks = [(img.path, img.view, s.subject_id) for s in usable for img in _listed(s)]
 
     study_rows, image_rows, dup_seen = [], [], {}
     flagged = Counter()
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, [input_path] + ([image_root] if image_root else [])) as tmp:
         shards = ShardWriter(tmp / "images", cfg.shard_size)
         with ordered_map(partial(_decode_task, cfg=dcfg), tasks, workers) as decoded_all:
             results = iter(tqdm(decoded_all, total=len(tasks), desc="ingest", unit="img", disable=not progress))
             for s in usable:
-                decoded = list(islice(results, len(s.images)))
+                decoded = list(islice(results, len(_listed(s))))
                 kept = _keep_images(s, decoded, cfg.dicom_phi, quarantine, flagged, cfg.require_images)
                 if kept is None:
                     continue
@@ -147,7 +182,7 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
         write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE)
         if image_rows:
             write_bytes_atomic(tmp / "preview.png", preview_grid(tmp, image_rows[:16]))
-        summary = _summary(studies, study_rows, image_rows, quarantine, flagged)
+        summary = _summary(studies, study_rows, image_rows, quarantine, flagged, raw.records)
         summary["references"] = {"files": reference_files, "studies": dict(sorted(Counter(
             r["reference_source"] for r in study_rows if r["reference_source"]).items()))}
         summary.update(source=source, input=str(input_path), image_root=cfg.image_root, images_per_second=round(
@@ -171,7 +206,9 @@ def _keep_images(s: RawStudy, decoded: list, dicom_phi: str, quarantine: Quarant
     """Images of the study that can be used; None (the study quarantined) when none can and images
     are required, else possibly [] (the study kept for its text)."""
     kept, failure = [], None
-    for img, d in zip(s.images, decoded):
+    for img, d in zip(_listed(s), decoded):
+        if isinstance(d, WorkerCrashed):
+            d = DecodeError("worker_crashed", f"{Path(img.path).name}: {d.detail}")
         if isinstance(d, DecodeError):
             quarantine.add("image", img.image_id, s.study_id, d.reason, d.detail)
             if d.reason not in ("view_not_frontal", "view_unknown") and failure is None:
@@ -220,15 +257,20 @@ def _study_row(s: RawStudy, kept: list, source: str) -> dict:
     }
 
 
-def _summary(studies, study_rows, image_rows, quarantine, flagged) -> dict:
+def _summary(studies, study_rows, image_rows, quarantine, flagged, records: list[str]) -> dict:
     n_img_in = sum(len(s.images) for s in studies)
     sq, s_reasons = quarantine.counts("study")
     iq, i_reasons = quarantine.counts("image")
+    # Every raw record the reader consumed must have ended in a study (kept or quarantined).
+    accounted = {r for s in studies for r in s.records}
+    lost = [r for r in records if r not in accounted]
     return {
+        "records": {"in": len(records), "in_studies": len(accounted & set(records)), "lost": lost[:20]},
         "studies": {"in": len(studies), "out": len(study_rows), "quarantined": sq, "by_reason": s_reasons,
                     "text_only": sum(1 for r in study_rows if not r["image_ids"])},
         "images": {"in": n_img_in, "out": len(image_rows), "quarantined": iq, "by_reason": i_reasons},
-        "conservation_ok": len(studies) == len(study_rows) + sq and n_img_in == len(image_rows) + iq,
+        "conservation_ok": len(studies) == len(study_rows) + sq and n_img_in == len(image_rows) + iq
+        and not lost and len(records) == len(set(records)),
         "flagged_kept": dict(flagged),
         "views": dict(sorted(Counter(r["view"] or "UNKNOWN" for r in image_rows).items())),  # of kept images
         "splits": {name: {"studies": sum(1 for r in study_rows if r["split"] == name),

@@ -24,8 +24,8 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from components.chexpert import OBSERVATIONS, REFERENCE_COLUMNS
-from components.io import atomic_dir, write_json, write_table
-from components.parallel import ordered_map
+from components.io import atomic_dir, check_output, write_json, write_table
+from components.parallel import WorkerCrashed, ordered_map
 from components.params import CleanParams
 from components.quarantine import SCHEMA as QUARANTINE
 from components.quarantine import Quarantine
@@ -62,6 +62,11 @@ def _screen_text(report) -> tuple[str | None, str, str]:
         report.encode("utf-8")
     except UnicodeEncodeError as e:  # lone surrogates left by a lossy decode upstream
         return None, "report_not_utf8", f"undecodable character at offset {e.start}"
+    from components.textcheck import text_problem
+
+    problem = text_problem(report)
+    if problem:
+        return None, "report_not_text", problem
     return report, "", ""
 
 
@@ -135,27 +140,49 @@ def _none_if_nan(value):
     return None if value is None or (isinstance(value, float) and value != value) else value
 
 
+REQUIRED_INPUT = ("study_id", "subject_id", "split", "source", "report", "sections", "image_ids", "views")
+
+
+def read_studies(input_dir: str | Path) -> list[dict]:
+    """The ingest stage's studies table; a missing file or column is one clear ValueError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = Path(input_dir) / "studies.parquet"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} not found: run `cxr ingest` first (clean.input={input_dir})")
+    try:
+        columns = pq.read_schema(source).names
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{source} is not a readable Parquet table ({type(e).__name__})") from None
+    missing = [c for c in REQUIRED_INPUT if c not in columns]
+    if missing:
+        raise ValueError(f"{source} lacks column(s) {', '.join(missing)}: is it an ingest output?")
+    return pd.read_parquet(source).to_dict("records")
+
+
 def clean(cfg: CleanParams, progress: bool = True) -> dict:
     from components.quality.suites import validate_reports
     from components.reports.agreement import reference_agreement
 
     start = time.perf_counter()
-    source = Path(cfg.input) / "studies.parquet"
-    if not source.exists():
-        raise FileNotFoundError(f"{source} not found: run `cxr ingest` first (clean.input={cfg.input})")
-    studies = pd.read_parquet(source).to_dict("records")
+    check_output(cfg.out, [cfg.input])
+    studies = read_studies(cfg.input)
     quarantine = Quarantine("clean")
     rows = []
     with ordered_map(partial(clean_study, cfg=cfg), studies, cfg.workers, max_chunk=64) as results:
-        for study, (row, reason, detail) in tqdm(zip(studies, results), total=len(studies), desc="clean",
-                                                 unit="report", disable=not progress):
+        for study, result in tqdm(zip(studies, results), total=len(studies), desc="clean",
+                                  unit="report", disable=not progress):
+            if isinstance(result, WorkerCrashed):
+                result = (None, "worker_crashed", result.detail)
+            row, reason, detail = result
             if row is None:
                 quarantine.add("study", study["study_id"], study["study_id"], reason, detail)
             else:
                 rows.append(row)
     t_clean = time.perf_counter() - start
 
-    with atomic_dir(cfg.out) as tmp:
+    with atomic_dir(cfg.out, [cfg.input]) as tmp:
         write_table(tmp / "reports.parquet", rows, REPORTS_SCHEMA)
         write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE)
         table = pd.read_parquet(tmp / "reports.parquet")

@@ -13,13 +13,18 @@ from components.stages.base import Check, Option, Plot, ScopedParams, Stage
 
 __all__ = ["ORDER", "Check", "Option", "Plot", "ScopedParams", "Stage", "all_stages", "module", "upstream"]
 
-ORDER = ("synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip")
+ORDER = ("synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip", "audit-phi")
 
 
 def module(name: str) -> ModuleType:
     if name not in ORDER:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(ORDER)}")
-    return importlib.import_module(f"components.stages.{name}")
+    return importlib.import_module(f"components.stages.{module_name(name)}")
+
+
+def module_name(name: str) -> str:
+    """Stage names may read like commands (`audit-phi`); their modules are identifiers (audit_phi)."""
+    return name.replace("-", "_")
 
 
 def all_stages() -> list[Stage]:

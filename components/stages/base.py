@@ -57,6 +57,8 @@ class Stage:
     plots: tuple[Plot, ...] = ()
     options: tuple[Option, ...] = ()
     checks: tuple[Check, ...] = ()
+    # outputs that hold PHI by design (raw reports, DICOM headers): `push: false`, they stay on this machine
+    private: bool = False
     extra_commands: tuple[str, ...] = ()  # names of other CLI verbs the module offers (`cxr variants review`)
 
     def refs(self) -> set[str]:

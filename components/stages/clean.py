@@ -26,7 +26,13 @@ STAGE = Stage(
 def run(params) -> dict:
     from components.reports.clean import clean
 
-    return clean(params.clean)
+    summary = clean(params.clean)
+    quality = summary["quality"]
+    if not quality["success"] and params.clean.quality.blocking:
+        docs = (Path(params.clean.out) / "gx" / "data_docs" / "index.html").resolve()
+        summary["gate_failed"] = (f"Great Expectations suite failed ({', '.join(quality.get('failed', [])[:5])}); "
+                                  f"see the Data Docs at {docs} (--set clean.quality.blocking=false to carry on)")
+    return summary
 
 
 def metadata(params, summary: dict) -> dict:

@@ -57,7 +57,7 @@ def _data_files(module: Path) -> list[Path]:
 def code_deps(stage: str) -> list[str]:
     """Repository-relative paths of every source and data file stage `stage` depends on, sorted."""
     seen: set[Path] = set()
-    todo: list[Path | None] = [_file_of(f"components.stages.{stage}")]
+    todo: list[Path | None] = [_file_of(f"components.stages.{stage.replace('-', '_')}")]
     while todo:
         path = todo.pop()
         if path is None or path in seen or path.relative_to(ROOT).as_posix() in NOT_CODE:

@@ -18,7 +18,7 @@ def dvc_yaml() -> str:
     for s in all_stages():
         entry: dict = {"cmd": f"cxr {s.name}", "deps": [*s.inputs, *code_deps(s.name)], "params": list(s.params)}
         if s.outs:
-            entry["outs"] = list(s.outs)
+            entry["outs"] = [{o: {"push": False}} for o in s.outs] if s.private else list(s.outs)
         if s.metrics:
             entry["metrics"] = [{m: {"cache": False}} for m in s.metrics]
         if s.plots:

@@ -11,7 +11,7 @@ STAGE = Stage(
     name="ingest", asset="ingested_studies", group="data",
     description="Studies table, image shards and quarantine from the configured source (params ingest.*).",
     params=("ingest",),
-    inputs=("${ingest.input}",), outs=("${ingest.out}",), metrics=("${ingest.metrics}",),
+    inputs=("${ingest.input}",), outs=("${ingest.out}",), metrics=("${ingest.metrics}",), private=True,
     options=(Option("--source", "ingest.source", str, "synth | mimic | chexpert-plus | openi | manifest"),
              Option("--input", "ingest.input", str, "dataset root (or manifest CSV)"),
              Option("--image-root", "ingest.image_root", str, "folder holding the images when apart from the tables/reports"),

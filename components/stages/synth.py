@@ -8,7 +8,7 @@ STAGE = Stage(
     name="synth", asset="raw_studies", group="data",
     description="Synthetic MIMIC-CXR-style archive: DICOMs, reports, truth table and planted traps.",
     params=("synth",),
-    outs=("${synth.out}",), metrics=("${synth.metrics}",),
+    outs=("${synth.out}",), private=True, metrics=("${synth.metrics}",),
     options=(Option("--n-studies", "synth.n_studies", int, "number of studies"),
              Option("--seed", "synth.seed", int, "random seed"),
              Option("--out", "synth.out", str, "output folder (MIMIC-CXR layout)")),

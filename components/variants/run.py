@@ -21,7 +21,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from components.chexpert import OBSERVATIONS
-from components.io import atomic_dir, write_json, write_table
+from components.io import atomic_dir, check_output, write_json, write_table
 from components.params import VariantsParams
 from components.variants.base import ERROR_KIND, Backend, Variant, VariantRequest
 from components.variants.cache import VariantCache, cache_key
@@ -107,6 +107,7 @@ class _Generator:
 
 def run_variants(cfg: VariantsParams, backend: Backend | None = None, progress: bool = True) -> dict:
     start = time.perf_counter()
+    check_output(cfg.out, [cfg.input])
     source = Path(cfg.input) / "reports.parquet"
     if not source.exists():
         raise FileNotFoundError(f"{source} not found: run `cxr clean` first (variants.input={cfg.input})")
@@ -136,7 +137,7 @@ def run_variants(cfg: VariantsParams, backend: Backend | None = None, progress: 
         cache.close()
 
     rows = [_row(*outcome[i], backend, sources[base[i].study_id][2]) for i in range(len(base))]
-    with atomic_dir(cfg.out) as tmp:
+    with atomic_dir(cfg.out, [cfg.input]) as tmp:
         write_table(tmp / "variants.parquet", rows, SCHEMA)
         summary = _summary(rows, generate, time.perf_counter() - start)
         write_json(tmp / "summary.json", summary)

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from components.ingest.readers._common import (
-    StudyGroups, bad_utf8, clean, csv_header, open_csv, study_from_row)
-from components.ingest.records import RawImage, RawStudy
+    StudyGroups, add_image, bad_utf8, clean, csv_header, read_records, study_from_row)
+from components.ingest.records import RawStudy
 from components.ingest.views import normalise_view
 
 CSV_NAME = "df_chexpert_plus_240401.csv"
@@ -60,20 +60,25 @@ def read(root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
     base = Path(image_root).absolute() if image_root else table.parent if root.is_file() else root
     resolve = _Resolver(base)
     groups = StudyGroups()
-    for n, row in enumerate(open_csv(table), start=1):
+    for n, (record, row, problem) in enumerate(read_records(table), start=1):
+        if row is None:  # a line of a record that does not parse cleanly, quarantined on its own
+            groups.add(RawStudy(study_id=f"line-{record.rsplit(':', 1)[1]}", subject_id="", report=None,
+                                error="source_record_malformed", error_detail=problem, records=[record]))
+            continue
         rel_img, rel_dcm = clean(row.get("path_to_image")), clean(row.get("path_to_dcm"))
         study_id, subject_id = _ids(rel_img or rel_dcm, clean(row.get("deid_patient_id")))
         if not study_id:
             groups.add(RawStudy(study_id=f"row-{n}", subject_id=subject_id or f"row-{n}", report=None,
                                 error="source_record_invalid",
-                                error_detail=f"{table.name} row {n}: no path_to_image/path_to_dcm"))
+                                error_detail=f"{table.name} row {n}: no path_to_image/path_to_dcm",
+                                records=[record]))
             continue
         report = row.get("report") or ""
         # Rows of one study repeat the same report; a different text means a conflicting record.
         study = groups.get(study_id, report.strip(), lambda: _new_study(study_id, subject_id, row))
+        study.records.append(record)
         image_id = f"{study_id}/{PurePosixPath(rel_img or rel_dcm).stem}"
-        if all(im.image_id != image_id for im in study.images):  # a repeated row is one image
-            study.images.append(RawImage(image_id, str(resolve(rel_img, rel_dcm)), _view(row)))
+        add_image(study, image_id, str(resolve(rel_img, rel_dcm)), _view(row))
     yield from groups
 
 

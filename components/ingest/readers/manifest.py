@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from components.ingest.readers._common import (
-    StudyGroups, clean, csv_header, open_csv, study_from_row)
-from components.ingest.records import RawImage, RawStudy
+    StudyGroups, add_image, clean, csv_header, read_records, study_from_row)
+from components.ingest.records import RawStudy
 from components.ingest.views import normalise_view
 
 CSV_NAME = "manifest.csv"
@@ -40,23 +40,25 @@ def read(root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
     table = find_table(root)
     images = Path(image_root).absolute() if image_root else table.parent
     groups = StudyGroups()
-    # Data rows are numbered from 1 (the header is not counted) in synthetic ids and details.
-    for n, row in enumerate(open_csv(table), start=1):
+    for n, (record, row, problem) in enumerate(read_records(table), start=1):
+        if row is None:  # a line of a record that does not parse cleanly, quarantined on its own
+            groups.add(RawStudy(study_id=f"line-{record.rsplit(':', 1)[1]}", subject_id="", report=None,
+                                error="source_record_malformed", error_detail=problem, records=[record]))
+            continue
         study_id, subject_id = clean(row.get("study_id")), clean(row.get("subject_id"))
         if not (study_id and subject_id):
             empty = "study_id" if not study_id else "subject_id"
             # A synthetic id: reusing a real one would make this row look like that study's record.
             groups.add(RawStudy(study_id=f"row-{n}", subject_id=subject_id or f"row-{n}",
                                 report=None, error="source_record_invalid",
-                                error_detail=f"{table.name} row {n}: empty {empty}"))
+                                error_detail=f"{table.name} row {n}: empty {empty}", records=[record]))
             continue
         report = row.get("report") or ""
         # A study id reused with another subject or report text is a second, conflicting record.
         study = groups.get(study_id, (subject_id, report.strip()),
                            lambda: study_from_row(study_id, subject_id, row))
+        study.records.append(record)
         rel = clean(row.get("image_path"))
         if rel:
-            image_id = Path(rel).stem
-            if all(im.image_id != image_id for im in study.images):
-                study.images.append(RawImage(image_id, str(images / rel), normalise_view(row.get("view"))))
+            add_image(study, Path(rel).stem, str(images / rel), normalise_view(row.get("view")))
     yield from groups

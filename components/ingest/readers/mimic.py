@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from components.ingest.readers._common import (
-    StudyGroups, clean, find_csv, norm_split, open_csv, strip_prefix)
-from components.ingest.records import RawImage, RawStudy
+    StudyGroups, add_image, clean, count_record, find_csv, norm_split, open_csv, read_records, read_report,
+    report_text, strip_prefix)
+from components.ingest.records import RawStudy
 from components.ingest.views import from_code_meaning, normalise_view
 
 IMAGE_SUFFIXES = (".dcm", ".jpg", ".jpeg", ".png")
@@ -86,8 +87,11 @@ def _new_study(study_id: str, subject_id: str, study_dir: str) -> RawStudy:
 
 
 def _from_record_list(images: Path, path: Path, groups: StudyGroups, views: dict) -> None:
-    seen: set[tuple[str, str]] = set()  # (study_dir, dicom_id): repeated rows collapse
-    for n, row in enumerate(open_csv(path), start=1):
+    for n, (record, row, problem) in enumerate(read_records(path), start=1):
+        if row is None:  # a line of a record that does not parse cleanly, quarantined on its own
+            groups.add(RawStudy(study_id=f"line-{record.rsplit(':', 1)[1]}", subject_id="", report=None,
+                                error="source_record_malformed", error_detail=problem, records=[record]))
+            continue
         rel = clean(row.get("path"))
         # Ids come from the columns, else from the path (files/pXX/p<subject>/s<study>/<dicom>.dcm).
         parts = ("", "", "") + PurePosixPath(rel).parts
@@ -97,14 +101,13 @@ def _from_record_list(images: Path, path: Path, groups: StudyGroups, views: dict
         if not (study_id and subject_id and rel):
             groups.add(RawStudy(study_id=f"row-{n}", subject_id=subject_id or f"row-{n}", report=None,
                                 error="source_record_invalid",
-                                error_detail=f"{path.name} row {n} lacks study_id, subject_id or path"))
+                                error_detail=f"{path.name} row {n} lacks study_id, subject_id or path",
+                                records=[record]))
             continue
         study_dir = str(PurePosixPath(rel).parent)
         study = groups.get(study_id, study_dir, lambda: _new_study(study_id, subject_id, study_dir))
-        if (study_dir, dicom_id) in seen:
-            continue
-        seen.add((study_dir, dicom_id))
-        study.images.append(RawImage(dicom_id, str(_image_path(images, rel)), views.get(dicom_id)))
+        study.records.append(record)
+        add_image(study, dicom_id, str(_image_path(images, rel)), views.get(dicom_id))
 
 
 def _from_study_list(path: Path, groups: StudyGroups) -> None:
@@ -134,10 +137,11 @@ def _from_tree(root: Path, images: Path, groups: StudyGroups, views: dict, zippe
         found.setdefault(study_dir, (strip_prefix(parts[-2], "p"), strip_prefix(parts[-1], "s"), None))
     for study_dir, (subject_id, study_id, image_dir) in sorted(found.items()):
         study = groups.get(study_id, study_dir, lambda: _new_study(study_id, subject_id, study_dir))
+        study.records.append(count_record(study_dir))  # without a record list, the listing is the record
         if image_dir is not None:
             for f in sorted(image_dir.iterdir()):
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                    study.images.append(RawImage(f.stem, str(f), views.get(f.stem)))
+                    add_image(study, f.stem, str(f), views.get(f.stem))
 
 
 def _image_path(root: Path, rel: str) -> Path:
@@ -150,24 +154,29 @@ def _image_path(root: Path, rel: str) -> Path:
     return path  # may not exist: the decoder reports image_file_missing
 
 
+def _zipped_report(zipped, study_dir: str, name: str) -> tuple[str | None, str, str]:
+    """A report from the reports zip, refused unread when larger than the report size cap."""
+    info = zipped[0].getinfo(zipped[1][study_dir])
+    try:
+        return report_text(info.file_size, lambda: zipped[0].read(info), name)
+    except (OSError, zipfile.BadZipFile) as exc:
+        return None, "report_missing", f"{name}: unreadable ({type(exc).__name__})"
+
+
 def _attach_report(root: Path, study: RawStudy, zipped) -> None:
     """Set the report text; a report problem is recorded unless the study already has an error."""
     study_dir = study.meta.pop("study_dir")
     name = f"s{study.study_id}.txt"
     # MIMIC-CXR-JPG ships no reports: they come from MIMIC-CXR (its files/ tree or the reports zip).
     error, detail = "report_missing", f"no {name} under files/, mimic-cxr-reports/files/ or in {REPORTS_ZIP}"
-    sources = [(root / base / f"{study_dir}.txt").read_bytes for base in REPORT_ROOTS
+    sources = [lambda p=root / base / f"{study_dir}.txt": read_report(p) for base in REPORT_ROOTS
                if (root / base / f"{study_dir}.txt").is_file()]
     if zipped and study_dir in zipped[1]:
-        sources.append(lambda: zipped[0].read(zipped[1][study_dir]))
-    for read_bytes in sources[:1]:
-        try:
-            study.report = read_bytes().decode("utf-8").removeprefix("\ufeff")
+        sources.append(lambda: _zipped_report(zipped, study_dir, name))
+    for read in sources[:1]:
+        study.report, error, detail = read()
+        if study.report is not None:
             return
-        except UnicodeDecodeError as exc:  # detail gives the offset only: no report text
-            error, detail = "report_not_utf8", f"{name}: invalid UTF-8 at byte {exc.start}"
-        except (OSError, zipfile.BadZipFile) as exc:
-            detail = f"{name}: unreadable ({type(exc).__name__})"
     if study.error is None:
         study.error, study.error_detail = error, detail
 

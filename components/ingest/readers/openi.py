@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-from components.ingest.readers._common import StudyGroups, natural_key
+from components.ingest.readers._common import StudyGroups, count_record, natural_key
 from components.ingest.records import RawImage, RawStudy
 from components.ingest.views import dicom_view
 
@@ -46,6 +46,7 @@ def read(root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
     groups = StudyGroups()
     for path in _xml_files(root):
         study = _parse(path, files, images)
+        study.records.append(count_record(path.name))
         # Keyed by file: two XMLs with the same uId are the same study listed twice.
         groups.get(study.study_id, path, lambda: study)
     yield from groups

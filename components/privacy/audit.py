@@ -1,0 +1,119 @@
+"""`cxr audit-phi`: is any PHI that `cxr synth` planted present in an artifact downstream of clean?
+
+The synth truth table lists every planted value (report PHI per study, and the DICOM header values
+of the header-PHI trap). Each is searched, as an exact token, in every file under the audited paths:
+Parquet tables through their decoded text columns (compressed pages hide raw bytes), everything
+else (JSON, logs, HTML Data Docs, SQLite event storage, model files) as bytes. The report lists
+file, kind and study id of each hit, never the value itself.
+
+Ingest outputs hold the raw reports by design and are not audited (they stay on the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from components.io import write_json
+from components.params import AuditParams
+
+# A bare clock time ("10:15") also appears in every log timestamp: searched in tables only.
+_TABLE_ONLY_KINDS = {"time"}
+_CHUNK = 64 << 20
+
+
+def planted(truth_path: str | Path) -> list[dict]:
+    """[{study_id, kind, value}] of every PHI value synth planted (report and DICOM header traps)."""
+    import pandas as pd
+
+    from components.synth.dicom import IDENTIFYING_VALUES
+
+    path = Path(truth_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"synth truth table {path} not found: the PHI audit needs the data that "
+                                "`cxr synth` planted (audit.truth)")
+    truth = pd.read_parquet(path, columns=["study_id", "trap", "planted_phi"])
+    needles = []
+    for row in truth.itertuples():
+        for item in json.loads(row.planted_phi or "[]"):
+            needles.append({"study_id": str(row.study_id), "kind": item["kind"], "value": item["value"]})
+        if row.trap == "dicom_header_phi":
+            for keyword, value in IDENTIFYING_VALUES.items():
+                needles.append({"study_id": str(row.study_id), "kind": f"dicom:{keyword}", "value": value})
+    return needles
+
+
+def _pattern(value: str) -> re.Pattern:
+    """The value as a whole token: "Chen" must not match inside "Chenoweth", nor 4829103 in 14829103."""
+    return re.compile(rb"(?<![A-Za-z0-9])" + re.escape(value.encode()) + rb"(?![A-Za-z0-9])")
+
+
+def _table_text(path: Path) -> bytes:
+    """Every string in a Parquet table (nested lists and maps included), as one searchable blob."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    parts = []
+    for column in table.columns:
+        parts.append(json.dumps(column.to_pylist(), ensure_ascii=False, default=str))
+    return "\n".join(parts).encode("utf-8", "surrogateescape")
+
+
+def _blobs(path: Path):
+    """The file's searchable content in overlapping chunks (big model files are not read whole)."""
+    if path.suffix == ".parquet":
+        yield _table_text(path)
+        return
+    with open(path, "rb") as f:
+        tail = b""
+        while chunk := f.read(_CHUNK):
+            yield tail + chunk
+            tail = chunk[-256:]
+
+
+def files_to_audit(cfg: AuditParams) -> list[Path]:
+    roots = [Path(p) for p in cfg.paths]
+    if cfg.dagster_home and os.environ.get("DAGSTER_HOME"):
+        roots.append(Path(os.environ["DAGSTER_HOME"]))
+    out = Path(cfg.out).resolve()
+    files = []
+    for root in roots:
+        if root.is_file():
+            files.append(root)
+        elif root.is_dir():
+            files += sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    return [f for f in dict.fromkeys(files) if f.resolve() != out]
+
+
+def audit(cfg: AuditParams) -> dict:
+    needles = planted(cfg.truth)
+    patterns = [(n, _pattern(n["value"])) for n in needles if n["value"]]
+    files = files_to_audit(cfg)
+    leaks, scanned_bytes = [], 0
+    for path in files:
+        hit = set()
+        table = path.suffix == ".parquet"
+        try:
+            for blob in _blobs(path):
+                scanned_bytes += len(blob)
+                for i, (needle, pattern) in enumerate(patterns):
+                    if i in hit or (needle["kind"] in _TABLE_ONLY_KINDS and not table):
+                        continue
+                    if pattern.search(blob):
+                        hit.add(i)
+        except OSError as e:
+            raise ValueError(f"cannot read {path} for the PHI audit ({type(e).__name__})") from None
+        leaks += [{"file": str(path), "kind": patterns[i][0]["kind"], "study_id": patterns[i][0]["study_id"]}
+                  for i in sorted(hit)]
+    summary = {
+        "planted_values": len(patterns), "studies_with_phi": len({n["study_id"] for n in needles}),
+        "files_scanned": len(files), "bytes_scanned": scanned_bytes,
+        "paths": [str(p) for p in cfg.paths] + (["$DAGSTER_HOME"] if cfg.dagster_home else []),
+        "table_only_kinds": sorted(_TABLE_ONLY_KINDS), "leaks": leaks, "passed": not leaks,
+    }
+    write_json(cfg.out, summary)
+    write_json(cfg.metrics, {"phi_leaks": len(leaks), "files_scanned": len(files),
+                             "planted_values": len(patterns)})
+    return summary

@@ -1,0 +1,54 @@
+"""`cxr audit-phi`: the PHI synth planted is found wherever it is, and nowhere downstream of clean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from components.cli import app
+from components.privacy.audit import audit, planted
+
+runner = CliRunner()
+
+
+def test_pipeline_artifacts_after_clean_hold_no_planted_phi(small_params, clean_dir, variants_dir):
+    summary = audit(small_params.audit)
+    assert summary["passed"] and summary["leaks"] == []
+    assert summary["planted_values"] >= 4 and summary["files_scanned"] >= 8
+    report = json.loads(Path(small_params.audit.out).read_text())
+    assert report["passed"] and json.loads(Path(small_params.audit.metrics).read_text())["phi_leaks"] == 0
+
+
+def test_audit_finds_planted_phi_where_it_is(small_params, ingest_dir, tmp_path):
+    # ingest keeps the raw reports by design: the audit must see the planted values there
+    raw = audit(small_params.audit.model_copy(update={
+        "paths": [str(ingest_dir)], "out": str(tmp_path / "a.json"), "metrics": str(tmp_path / "m.json")}))
+    found_kinds = {leak["kind"] for leak in raw["leaks"]}
+    assert not raw["passed"] and len(found_kinds) >= 2, found_kinds
+    assert all(leak["file"].endswith("studies.parquet") for leak in raw["leaks"])  # decoded Parquet text
+
+
+def test_a_leak_downstream_fails_the_cli_without_repeating_the_phi(small_params, clean_dir, tmp_path, monkeypatch):
+    needles = planted(small_params.audit.truth)
+    name = next(n for n in needles if n["kind"] == "person_name")
+    dicom = next(n for n in needles if n["kind"].startswith("dicom:"))
+    leaky = tmp_path / "leaky"
+    leaky.mkdir()
+    (leaky / "run.log").write_text(f"2026-01-01 10:00:01 INFO embedding report of {name['value']}\n")
+    pd.DataFrame({"text": [f"Patient {dicom['value']} seen."]}).to_parquet(leaky / "table.parquet")
+    (leaky / "fine.log").write_text(f"{name['value']}son and X{name['value']}Y are other words\n")
+    out = tmp_path / "audit.json"
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"audit": {
+        "truth": small_params.audit.truth, "paths": [str(clean_dir), str(leaky)], "dagster_home": False,
+        "out": str(out), "metrics": str(tmp_path / "m.json")}}))
+    result = runner.invoke(app, ["audit-phi", "--params", str(params)])
+    assert result.exit_code == 1
+    report = json.loads(out.read_text())
+    assert {(Path(leak["file"]).name, leak["kind"]) for leak in report["leaks"]} == {
+        ("run.log", "person_name"), ("table.parquet", dicom["kind"])}
+    assert "planted PHI value(s) found downstream of clean" in result.stderr and "run.log" in result.stderr
+    assert name["value"] not in out.read_text() + result.output  # the report names files, never the PHI
