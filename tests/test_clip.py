@@ -189,3 +189,15 @@ def test_params_and_vision_weights_fail_clearly(small_params, tmp_path):
         load_vision_weights(other, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="unknown vision model"):
         build_visual("no-such-model", 64, 64)
+
+
+def test_gpu_profile_is_valid_params_with_real_towers():
+    from components.clip.towers import build_visual, model_config
+    from components.params import load_params
+    from tests.conftest import REPO
+
+    gpu = load_params(REPO / "components/clip/profiles/gpu.yaml").clip
+    assert gpu.vision_model == "cxr-vit-b-16" and gpu.loop.batch_size >= 256 and gpu.image_size == 224
+    assert model_config("cxr-resnet50")["vision_cfg"]["timm_model_name"] == "resnet50"
+    visual = build_visual(gpu.vision_model, gpu.embed_dim, gpu.image_size)
+    assert 80e6 < sum(p.numel() for p in visual.parameters()) < 90e6  # ViT-B/16
