@@ -24,18 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.params import IngestParams, SynthParams, load_params
+from components.params import IngestParams, load_params
 from components.reports.normalize import normalize_report
 from components.reports.sections import parse_sections
-from components.synth.report import render_report
-from components.synth.truth import sample_truth, subjects_for
+from components.synth.corpus import synthetic_corpus
 
 
 def write_project(root: Path, n: int, resolution: int, seed: int = 0) -> None:
-    cfg = SynthParams()
-    subjects = subjects_for(n, seed, cfg.studies_per_subject)
-    texts = [normalize_report(render_report(sample_truth(i, subjects[i], seed, cfg), np.random.default_rng([seed, i, 1]),
-                                            cfg.noise)) for i in range(n)]
+    texts = [normalize_report(text) for _, text, _ in synthetic_corpus(n, seed)]
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:resolution, 0:resolution] / resolution
     frames = [np.clip(128 + 60 * np.sin(6 * xx + rng.uniform(0, 6)) * np.cos(4 * yy) + rng.normal(0, 10, xx.shape),
@@ -59,13 +55,12 @@ def write_project(root: Path, n: int, resolution: int, seed: int = 0) -> None:
 
 def write_encoder(out: Path, texts: list[str]) -> None:
     from components.encoder.config import EncoderConfig
-    from components.encoder.pretrain import PretrainConfig, build_lm, train_tokenizer
+    from components.encoder.pretrain import build_lm, train_tokenizer
     from components.encoder.text_encoder import TextEncoder
 
-    demo = PretrainConfig.from_dict(load_params().encoder.pretrain)
-    contrastive = load_params().encoder.contrastive
+    demo, contrastive = load_params().encoder.pretrain, load_params().encoder.contrastive
     tokenizer = train_tokenizer(texts, demo.vocab_size)
-    config = EncoderConfig(max_length=contrastive.get("max_length", 128), instruction=contrastive.get("instruction"))
+    config = EncoderConfig(max_length=contrastive.max_length, instruction=contrastive.instruction)
     TextEncoder.from_backbone(build_lm(demo.size, tokenizer), config, tokenizer=tokenizer).save(out)
 
 
@@ -86,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="clip-bench-") as tmp:
         root = Path(tmp)
         write_project(root, args.studies, resolution)
-        result = {"studies": args.studies, "steps": args.steps, "batch_size": demo.loop.get("batch_size"),
+        result = {"studies": args.studies, "steps": args.steps, "batch_size": demo.loop.batch_size,
                   "image_size": demo.image_size, "vision_model": demo.vision_model, "workers": demo.workers,
                   "frame_resolution": resolution}
         from components.clip.train import train_clip
@@ -97,11 +92,11 @@ def main() -> None:
                 "embeddings": str(root / "none"), "encoder": str(root / "encoder"), "cache": str(root / "cache"),
                 "out": str(root / mode), "metrics": str(root / f"{mode}.json"), "curve": str(root / f"{mode}-c.json"),
                 "text_mode": mode, "text_tower": "llm2vec4cxr", "eval_every": 0, "grid_images": 0,
-                "loop": {**demo.loop, "steps": args.steps, "checkpoint_every": 0, "progress": False}})
+                "loop": demo.loop.model_copy(update={"steps": args.steps, "checkpoint_every": 0, "progress": False})})
             start = time.perf_counter()
             train_clip(p, IngestParams(resolution=resolution))
             s = step_seconds(root / mode)
-            result[mode] = {"s_per_step": round(s, 4), "train_images_per_s": round(p.loop["batch_size"] / s, 1),
+            result[mode] = {"s_per_step": round(s, 4), "train_images_per_s": round(p.loop.batch_size / s, 1),
                             "stage_seconds": round(time.perf_counter() - start, 1)}
         result["cached_speedup"] = round(result["online"]["s_per_step"] / result["cached"]["s_per_step"], 2)
         result["loader_images_per_s"] = loader_throughput(demo, root, args.steps)
@@ -120,7 +115,7 @@ def loader_throughput(p, root: Path, steps: int) -> float:
     studies, _ = load_studies(root / "ingested", root / "clean", root / "variants", "train")
     dataset = ClipDataset(studies, root / "ingested", ImageSpec(p.image_size, tuple(p.mean), tuple(p.std)),
                           TextSampling(p.variant_rate, dict(p.sections), p.shuffle_rate), seed=0)
-    batch = p.loop.get("batch_size", 32)
+    batch = p.loop.batch_size
     it = iter(loader(dataset, StepSampler(len(dataset), batch), 0, steps + 3, 1, p.workers))
     for _ in range(3):  # worker start-up is not throughput
         next(it)

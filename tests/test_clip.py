@@ -105,7 +105,7 @@ def test_cxrclip_round_trip_is_exact_and_self_contained(clip_dir, tmp_path):
     back = CXRClip.load(tmp_path / "again")
     assert np.abs(back.encode_image(frames) - img).max() < 1e-6
     assert np.abs(back.encode_text(texts, section="findings") - txt).max() < 1e-6
-    assert abs(back.logit_scale_value - model.logit_scale_value) < 1e-6
+    assert isinstance(back.logit_scale, float) and abs(back.logit_scale - model.logit_scale) < 1e-6
     assert back.similarity(img, txt).shape == (3, 2)
     assert not np.allclose(model.encode_text(texts, section="impression"), txt)  # section instructions differ
     with pytest.raises(ValueError, match="section"):
@@ -189,3 +189,15 @@ def test_params_and_vision_weights_fail_clearly(small_params, tmp_path):
         load_vision_weights(other, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="unknown vision model"):
         build_visual("no-such-model", 64, 64)
+
+
+def test_gpu_profile_is_valid_params_with_real_towers():
+    from components.clip.towers import build_visual, model_config
+    from components.params import load_params
+    from tests.conftest import REPO
+
+    gpu = load_params(REPO / "components/clip/profiles/gpu.yaml").clip
+    assert gpu.vision_model == "cxr-vit-b-16" and gpu.loop.batch_size >= 256 and gpu.image_size == 224
+    assert model_config("cxr-resnet50")["vision_cfg"]["timm_model_name"] == "resnet50"
+    visual = build_visual(gpu.vision_model, gpu.embed_dim, gpu.image_size)
+    assert 80e6 < sum(p.numel() for p in visual.parameters()) < 90e6  # ViT-B/16

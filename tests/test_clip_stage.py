@@ -128,7 +128,7 @@ def test_dvc_repro_and_dagster_materialize_the_clip_stage(small_params, embeddin
     from dagster import PipesSubprocessClient, materialize
 
     from components.clip.model import CXRClip
-    from orchestration.assets import stage_assets
+    from orchestration.assets import build_assets
     from orchestration.resources import CxrProject
 
     root = _project(tmp_path / "project", small_params)
@@ -147,8 +147,9 @@ def test_dvc_repro_and_dagster_materialize_the_clip_stage(small_params, embeddin
     assert "clip_curve.json" in plots and not [e for e in errors if "clip" in e]
     assert "didn't change" in _run(["dvc", "repro", "--single-item", "clip"], root)
 
-    clip_asset = next(a for a in stage_assets if a.key.to_user_string() == "clip_model")
-    result = materialize([clip_asset], resources={"pipes": PipesSubprocessClient(), "project": CxrProject(root=str(root))},
+    project = CxrProject(root=str(root))
+    clip_asset = next(a for a in build_assets(project.params_tree()) if a.key.to_user_string() == "clip_model")
+    result = materialize([clip_asset], resources={"pipes": PipesSubprocessClient(), "project": project},
                          run_config={"ops": {"clip_model": {"config": {"overrides": {"clip.loop.steps": "2"}}}}})
     assert result.success
     meta = result.get_asset_materialization_events()[0].materialization.metadata

@@ -85,7 +85,8 @@ class CXRClip(nn.Module):
             self.text_encoder = text_encoder
             blocks = config.adapter_blocks if config.text_mode == "cached" else 0
             self.text_head = TextHead(config.text_dim, config.embed_dim, blocks, config.adapter_hidden)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.init_logit_scale)))
+        # log of the temperature's inverse, as CLIP learns it; `logit_scale` (a float) is its exp
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(config.init_logit_scale)))
         self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if config.loss == "siglip" else None
 
     # ---- text ----------------------------------------------------------------------------------------
@@ -117,23 +118,24 @@ class CXRClip(nn.Module):
         """Unnormalised joint-space text features of: encoder vectors (B, text_dim) in cached mode, or
         the output of `text_inputs` otherwise."""
         if self.text_encoder is None:
-            return self.text_tower(text.to(self.logit_scale.device))
+            return self.text_tower(text.to(self.log_logit_scale.device))
         if self.config.text_mode == "cached":
-            return self.text_head(text.to(self.logit_scale.device, torch.float32))
-        batch = {k: v.to(self.logit_scale.device) for k, v in text.items()}
+            return self.text_head(text.to(self.log_logit_scale.device, torch.float32))
+        batch = {k: v.to(self.log_logit_scale.device) for k, v in text.items()}
         return self.text_head(self.text_encoder(**batch).float())
 
     def forward(self, images: torch.Tensor, text):
-        """(image features, text features) L2-normalised, the logit scale (exp, clamped) and bias."""
+        """(image features, text features) L2-normalised, the logit scale (a tensor, for the loss) and bias.
+        The trainer clamps log_logit_scale after each step."""
         image = F.normalize(self.visual(images).float(), dim=-1)
         txt = F.normalize(self.text_features(text).float(), dim=-1)
-        return image, txt, self.logit_scale.exp(), self.logit_bias
+        return image, txt, self.log_logit_scale.exp(), self.logit_bias
 
     # ---- inference API -------------------------------------------------------------------------------
 
     @property
     def device(self) -> torch.device:
-        return self.logit_scale.device
+        return self.log_logit_scale.device
 
     def preprocess(self, image) -> torch.Tensor:
         frame = load_frame(image, self.config.decode_resolution, tuple(self.config.decode_percentiles))
@@ -179,12 +181,13 @@ class CXRClip(nn.Module):
         return out
 
     @property
-    def logit_scale_value(self) -> float:
-        return float(self.logit_scale.detach().exp())
+    def logit_scale(self) -> float:
+        """The learned inverse temperature (cosine similarities are multiplied by it)."""
+        return float(self.log_logit_scale.detach().exp())
 
     def similarity(self, image_vecs: np.ndarray, text_vecs: np.ndarray) -> np.ndarray:
         """Logits: cosine similarity x logit scale (+ bias for a SigLIP model), images x texts."""
-        logits = np.asarray(image_vecs, np.float32) @ np.asarray(text_vecs, np.float32).T * self.logit_scale_value
+        logits = np.asarray(image_vecs, np.float32) @ np.asarray(text_vecs, np.float32).T * self.logit_scale
         if self.logit_bias is not None:
             logits = logits + float(self.logit_bias.detach())
         return logits

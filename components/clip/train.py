@@ -203,7 +203,7 @@ def train_clip(p: ClipParams, ingest=None) -> dict:
 
     def after_step(done: int):
         with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(p.max_logit_scale))
+            model.log_logit_scale.clamp_(0, math.log(p.max_logit_scale))
         due = done == loop_cfg.steps or (p.eval_every and done % p.eval_every == 0)
         if not due or not val_studies:
             return None
@@ -234,7 +234,7 @@ def train_clip(p: ClipParams, ingest=None) -> dict:
         else ({}, None, None)
     result = {"before": before, "after": after, "best_step": best["step"] if best else loop_cfg.steps,
               "train": train_counts, "val": val_counts, "text_vectors": vector_stats}
-    summary = {**summary, **result, "logit_scale": model.logit_scale_value, "encoder_hash": encoder_hash}
+    summary = {**summary, **result, "logit_scale": model.logit_scale, "encoder_hash": encoder_hash}
 
     def save(tmp: Path):
         model.save(tmp)
