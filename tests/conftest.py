@@ -43,6 +43,8 @@ SMALL = {
     "clip": {"workers": 0, "eval_every": 10, "grid_images": 2, "text_batch_size": 32,
              "loop": {"steps": 30, "batch_size": 8, "lr": 0.003, "warmup_steps": 3, "checkpoint_every": 0,
                       "progress": False}},
+    # the evaluation on one ablation arm, few resamples, a handful of ranked studies
+    "evaluate": {"ablation": ["openclip"], "minilm": False, "bootstrap": 50, "ranking": {"n_studies": 4}},
 }
 
 

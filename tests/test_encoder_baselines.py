@@ -110,7 +110,7 @@ def test_tiny_bert_baseline_learns_and_loads(clean_dir, variants_dir, tmp_path):
     assert enc.content_hash() == TextEncoder.load(out).content_hash()
 
 
-# ---- bench/robustness.py -----------------------------------------------------------------------------
+# ---- bench/robustness.py (a thin caller of components/evaluation/robustness.py, tested there) ---------
 
 def _robustness_module():
     from bench import robustness
@@ -118,60 +118,20 @@ def _robustness_module():
     return robustness
 
 
-class _KeywordEncoder:
-    """Embeds a text as its counts of a few keywords: enough to script which candidate is nearest."""
+def test_robustness_bench_times_encoders_on_the_library_table(tmp_path, capsys, monkeypatch):
+    from tests.test_evaluation_robustness import KeywordEncoder, write_split
 
-    WORDS = ("left", "right", "effusion", "pneumothorax", "small", "large", "cardiomegaly", "edema")
-
-    class config:  # noqa: N801 - mimics TextEncoder.config
-        instruction = None
-
-    def encode(self, texts, batch_size=32):
-        v = np.array([[t.lower().count(w) for w in self.WORDS] for t in texts], dtype=np.float32) + 1e-3
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    def parameters(self):
-        return iter([torch.zeros(3)])
-
-
-def test_robustness_table_definitions(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    reports = [("s1", "test", "Small left effusion."), ("s2", "test", "Large right pneumothorax."),
-               ("s3", "test", "Cardiomegaly with edema."), ("s4", "train", "Small left effusion.")]
-    variants = [  # (study, kind, text, valid)
-        ("s1", "abbreviation", "Sm left effusion.", True), ("s1", "paraphrase", "A small effusion on the left.", True),
-        ("s1", "error", "Small right effusion.", True), ("s1", "error", "Large left effusion.", True),
-        ("s1", "error", "Small left pneumothorax.", True), ("s1", "error", "Small left edema.", False),
-        ("s2", "paraphrase", "Cardiomegaly.", True),  # a bad paraphrase: retrieves s3
-        ("s2", "error", "Large left pneumothorax.", True), ("s2", "error", "Small right pneumothorax.", True),
-        ("s3", "paraphrase", "Cardiomegaly and edema.", True), ("s3", "error", "No cardiomegaly, edema.", True),
-        ("s4", "abbreviation", "Sm left effusion.", True)]
-    (tmp_path / "clean").mkdir()
-    (tmp_path / "variants").mkdir()
-    pq.write_table(pa.Table.from_pylist([{"study_id": s, "split": sp, "text": t} for s, sp, t in reports]),
-                   tmp_path / "clean" / "reports.parquet")
-    pq.write_table(pa.Table.from_pylist([{"study_id": s, "split": "train" if s == "s4" else "test", "kind": k,
-                                          "text": t, "valid": ok} for s, k, t, ok in variants]),
-                   tmp_path / "variants" / "variants.parquet")
+    write_split(tmp_path)
     bench = _robustness_module()
-    rs = bench.load_robustness_set(tmp_path / "clean", tmp_path / "variants", "test")
-    assert len(rs.gallery) == 3 and rs.queries["abbreviation"] == (["Sm left effusion."], [0])
-    assert len(rs.discrimination) == 1  # only s1 has a paraphrase and >= 3 accepted errors
-    anchor, original, errors = rs.discrimination[0]
-    assert anchor.startswith("A small") and original == "Small left effusion." and "Small left edema." not in errors
-    table = bench.robustness_table({"kw": _KeywordEncoder(), "gone": {"status": "missing"}},
-                                   tmp_path / "clean", tmp_path / "variants")
-    row = table["encoders"]["kw"]
-    assert row["abbreviation_r_at_1"] == 1.0 and row["paraphrase_r_at_1"] == 2 / 3 and row["n_paraphrase_queries"] == 3
-    assert row["error_discrimination_acc"] == 1.0 and row["texts_per_s"] > 0
-    assert table["encoders"]["gone"] == {"status": "missing"} and table["chance"]["error_discrimination_acc"] == 0.25
+    monkeypatch.setattr(bench, "load_encoders", lambda *a, **k: {"kw": KeywordEncoder(), "gone": {"status": "missing"}})
+    table = bench.main(["--clean", str(tmp_path / "clean"), "--variants", str(tmp_path / "variants")])
+    assert table["encoders"]["kw"]["paraphrase_r_at_1"]["value"] == pytest.approx(2 / 3)
+    assert table["encoders"]["kw"]["texts_per_s"] > 0 and "texts_per_s" not in table["encoders"]["gone"]
+    assert '"paraphrase_r_at_1"' in capsys.readouterr().out
 
 
 def test_robustness_reports_missing_encoders_with_build_command(tmp_path):
     bench = _robustness_module()
-    encoders = bench.load_encoders(tmp_path / "enc", tmp_path / "bert", minilm=False)
-    assert encoders["llm2vec4cxr"]["status"] == "missing" and "components.encoder.contrastive" in \
-        encoders["llm2vec4cxr"]["build"]
-    assert encoders["bert_baseline"]["build"].startswith("python -m components.encoder.baselines")
+    encoders = bench.load_encoders(tmp_path / "enc", tmp_path / "bert", minilm=False, extra=[str(tmp_path / "x")])
+    assert encoders["llm2vec4cxr"]["status"] == "missing" and encoders["llm2vec4cxr"]["build"].startswith("cxr encoder")
+    assert encoders["bert_baseline"]["build"].startswith("cxr baselines") and encoders["x"]["status"] == "missing"
