@@ -99,6 +99,14 @@ def test_auroc_with_ties_and_uncertain_labels_left_out():
     assert zero_shot.auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
     assert zero_shot.auroc([0.5, 0.5, 0.2, 0.9], [1, 0, 0, 1]) == pytest.approx(0.875)
     assert zero_shot.auroc([0.1, 0.2], [1, 1]) is None
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 30, (20, 30))
+    scores, truth, usable = rng.integers(0, 5, 30) / 4, (rng.random(30) < 0.4).astype(int), rng.random(30) < 0.8
+    fast = zero_shot.auroc_draws(scores, truth, usable, idx)  # the bootstrap's vectorised AUROC, ties included
+    for row, value in zip(idx, fast):
+        sel = row[usable[row]]
+        assert value == pytest.approx(zero_shot.auroc(scores[sel], truth[sel]))
+    assert np.isnan(zero_shot.auroc_draws(scores, np.zeros(30), usable, idx)).all()
     probs = {"Edema": np.array([0.1, 0.4, 0.99, 0.35, 0.8, 0.3]), "Fracture": np.array([0.5] * 6)}
     labels = {"Edema": np.array([0, np.nan, -1, 1, 1, 0]), "Fracture": np.array([0, 0, 0, 0, 0, np.nan])}
     t = zero_shot.auroc_table(probs, labels, resamples=200)

@@ -17,16 +17,24 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], float | None], n: int, resamp
     None when n is 0 or fewer than half the draws are defined (the interval would say little)."""
     if n == 0 or resamples < 1:
         return None
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        v = statistic(rng.integers(0, n, n))
-        if v is not None and np.isfinite(v):
-            values.append(v)
-    if len(values) < resamples / 2:
+    values = [statistic(idx) for idx in draws(n, resamples, seed)]
+    return percentile_ci([np.nan if v is None else v for v in values], level)
+
+
+def draws(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(resamples, n) bootstrap index draws of range(n)."""
+    return np.random.default_rng(seed).integers(0, n, (resamples, n))
+
+
+def percentile_ci(values, level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile interval of per-draw values; NaN = undefined draw, skipped; None when fewer than half
+    the draws are defined."""
+    values = np.asarray(values, dtype=np.float64)
+    ok = values[np.isfinite(values)]
+    if not len(values) or len(ok) < len(values) / 2:
         return None
     alpha = (1 - level) / 2
-    lo, hi = np.quantile(values, [alpha, 1 - alpha])
+    lo, hi = np.quantile(ok, [alpha, 1 - alpha])
     return float(lo), float(hi)
 
 

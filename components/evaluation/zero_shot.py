@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 
 from components.chexpert import NEGATIVE, OBSERVATIONS as _OBS, POSITIVE, UNCERTAIN
-from components.evaluation.stats import DEFAULT_RESAMPLES, bootstrap_ci
+from components.evaluation.stats import DEFAULT_RESAMPLES, draws, percentile_ci
 
 PROMPTS_FILE = Path(__file__).with_name("prompts.yaml")
 OBSERVATIONS: list[str] = list(_OBS)
@@ -89,38 +89,42 @@ def binary_targets(labels) -> tuple[np.ndarray, np.ndarray]:
     return usable, (labels == POSITIVE).astype(np.int64)
 
 
+def auroc_draws(scores, truth, usable, idx: np.ndarray) -> np.ndarray:
+    """AUROC of each bootstrap draw (rows of `idx`, image indices), over the draw's usable images, by
+    average ranks (the Mann-Whitney U, as scikit-learn computes it); NaN where a draw has one class."""
+    from scipy.stats import rankdata
+
+    ok = np.asarray(usable, bool)[idx]
+    s = np.where(ok, np.asarray(scores, np.float64)[idx], np.nan)
+    ranks = rankdata(s, axis=1, nan_policy="omit")
+    pos = ok & (np.asarray(truth)[idx] == 1)
+    n1 = pos.sum(1)
+    n0 = ok.sum(1) - n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (np.where(pos, ranks, 0).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return np.where((n1 > 0) & (n0 > 0), auc, np.nan)
+
+
 def auroc_table(probabilities: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict:
     """AUROC per observation and macro (mean over defined observations), each with a bootstrap 95% interval
     over images; the number of positives, negatives and uncertain (excluded) images per observation."""
-    rows, per_obs = {}, {}
+    n = len(next(iter(probabilities.values()))) if probabilities else 0
+    idx = draws(n, resamples, seed) if n and resamples else np.zeros((0, n), np.int64)
+    rows, per_draw = {}, {}
     for o, p in probabilities.items():
         usable, y = binary_targets(labels[o])
-        per_obs[o] = (np.asarray(p, np.float64), y, usable)
-        s, y = per_obs[o][0][usable], y[usable]
-        rows[o] = {"auroc": auroc(s, y), "n_positive": int(y.sum()), "n_negative": int(len(y) - y.sum()),
-                   "n_uncertain_excluded": int((~usable).sum())}
-        rows[o]["ci"] = bootstrap_ci(lambda i, s=s, y=y: auroc(s[i], y[i]), len(y), resamples, seed) \
-            if rows[o]["auroc"] is not None else None
+        s = np.asarray(p, np.float64)
+        rows[o] = {"auroc": auroc(s[usable], y[usable]), "n_positive": int(y[usable].sum()),
+                   "n_negative": int(usable.sum() - y[usable].sum()), "n_uncertain_excluded": int((~usable).sum())}
+        per_draw[o] = auroc_draws(s, y, usable, idx)
+        rows[o]["ci"] = percentile_ci(per_draw[o]) if rows[o]["auroc"] is not None and len(idx) else None
     defined = [o for o in rows if rows[o]["auroc"] is not None]
-    n = len(next(iter(probabilities.values()))) if probabilities else 0
-
-    def macro(idx: np.ndarray) -> float | None:
-        values = []
-        for o in defined:
-            s, y, usable = per_obs[o]
-            sel = idx[usable[idx]]
-            v = auroc(s[sel], y[sel])
-            if v is None:
-                return None
-            values.append(v)
-        return float(np.mean(values)) if values else None
-
-    macro_value = float(np.mean([rows[o]["auroc"] for o in defined])) if defined else None
-    return {"per_observation": rows, "macro_auroc": macro_value, "n_images": n,
-            "macro_ci": bootstrap_ci(macro, n, resamples, seed) if defined else None,
-            "observations_defined": defined,
-            "undefined": sorted(set(rows) - set(defined))}
+    macro = np.mean([per_draw[o] for o in defined], axis=0) if defined and len(idx) else np.zeros(0)
+    return {"per_observation": rows, "n_images": n,
+            "macro_auroc": float(np.mean([rows[o]["auroc"] for o in defined])) if defined else None,
+            "macro_ci": percentile_ci(macro) if defined and len(idx) else None,  # NaN draws (one class) skipped
+            "observations_defined": defined, "undefined": sorted(set(rows) - set(defined))}
 
 
 def roc_points(scores, truth) -> dict:
