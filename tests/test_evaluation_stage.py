@@ -119,7 +119,6 @@ def test_evaluate_and_one_arm_through_dvc_and_dagster(tmp_path):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
     tree = small_params_tree(Path("data"))
-    tree["synth"]["n_studies"] = 24
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
 
     def run(*cmd):

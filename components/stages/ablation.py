@@ -28,6 +28,6 @@ def metadata(params, summary: dict, tower: str) -> dict:
     from components.pipes import md, md_table
 
     after = summary.get("after") or {}
-    return {"text_tower": tower, "final_loss": {"raw_value": summary.get("final_loss"), "type": "json"},
+    return {"text_tower": tower, "final_loss": summary.get("final_loss"),
             "best_step": summary.get("best_step"),
             "validation": md(md_table([{"metric": k, "value": v} for k, v in after.items()]))}

@@ -65,7 +65,8 @@ class Stage:
 
     def refs(self) -> set[str]:
         """Every params key the declaration's paths refer to."""
-        texts = [*self.inputs, *self.outs, *self.metrics, *(p.path for p in self.plots), self.foreach]
+        texts = [*self.inputs, *self.outs, *self.metrics, *(p.path for p in self.plots)]
+        # Not the foreach list: DVC expands it into stages; an arm does not re-run when another is added.
         return {m for t in texts for m in _REF.findall(t)} - {ITEM}
 
     def items(self, tree: dict) -> list[str]:
