@@ -435,6 +435,10 @@ class ClipParams(_Section):
             raise ValueError("std must be positive")
         return self
 
+# The CLIP text towers (components/clip/model.py TEXT_TOWERS, held equal by a test): the ablation's arms.
+TEXT_TOWERS = ("llm2vec4cxr", "bert_baseline", "minilm", "openclip")
+
+
 class EvalDatasetParams(_Section):
     """One cleaned dataset to evaluate on (cross-dataset evaluation: Open-I, a MIMIC test split ...)."""
 
@@ -488,8 +492,6 @@ class EvaluateParams(_Section):
 
     @model_validator(mode="after")
     def _check(self):
-        from components.evaluation.towers import TEXT_TOWERS
-
         unknown = set(self.ablation) - set(TEXT_TOWERS)
         if unknown:
             raise ValueError(f"evaluate.ablation: unknown text towers {sorted(unknown)}; known: {list(TEXT_TOWERS)}")

@@ -108,30 +108,3 @@ def test_tiny_bert_baseline_learns_and_loads(clean_dir, variants_dir, tmp_path):
     emb = enc.encode(["No pneumothorax.", "Small left effusion."])
     assert emb.shape == (2, TINY.hidden) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert enc.content_hash() == TextEncoder.load(out).content_hash()
-
-
-# ---- bench/robustness.py (a thin caller of components/evaluation/robustness.py, tested there) ---------
-
-def _robustness_module():
-    from bench import robustness
-
-    return robustness
-
-
-def test_robustness_bench_times_encoders_on_the_library_table(tmp_path, capsys, monkeypatch):
-    from tests.test_evaluation_robustness import KeywordEncoder, write_split
-
-    write_split(tmp_path)
-    bench = _robustness_module()
-    monkeypatch.setattr(bench, "load_encoders", lambda *a, **k: {"kw": KeywordEncoder(), "gone": {"status": "missing"}})
-    table = bench.main(["--clean", str(tmp_path / "clean"), "--variants", str(tmp_path / "variants")])
-    assert table["encoders"]["kw"]["paraphrase_r_at_1"]["value"] == pytest.approx(2 / 3)
-    assert table["encoders"]["kw"]["texts_per_s"] > 0 and "texts_per_s" not in table["encoders"]["gone"]
-    assert '"paraphrase_r_at_1"' in capsys.readouterr().out
-
-
-def test_robustness_reports_missing_encoders_with_build_command(tmp_path):
-    bench = _robustness_module()
-    encoders = bench.load_encoders(tmp_path / "enc", tmp_path / "bert", minilm=False, extra=[str(tmp_path / "x")])
-    assert encoders["llm2vec4cxr"]["status"] == "missing" and encoders["llm2vec4cxr"]["build"].startswith("cxr encoder")
-    assert encoders["bert_baseline"]["build"].startswith("cxr baselines") and encoders["x"]["status"] == "missing"

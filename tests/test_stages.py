@@ -196,5 +196,5 @@ def test_no_import_cycles_and_no_test_imports_bench():
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as e:
         pytest.fail(f"import cycle: {e.args[1]}")
-    for test in (REPO / "tests").glob("*.py"):
+    for test in (t for t in (REPO / "tests").glob("*.py") if t.name != Path(__file__).name):  # not this check
         assert "from bench" not in test.read_text() and "import bench" not in test.read_text(), test.name

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Kept equal to components/clip/model.py TEXT_TOWERS (a test holds them together) without importing torch.
-TEXT_TOWERS = ("llm2vec4cxr", "bert_baseline", "minilm", "openclip")
+from components.params import TEXT_TOWERS
 
 
 def arm_dir(ablation_dir: str | Path, tower: str) -> Path:
