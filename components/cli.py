@@ -101,17 +101,19 @@ def _print(summary: dict) -> None:
     sys.stdout.write("\n")
 
 
-def run_stage(name: str, params) -> dict:
-    """Run one stage on its declared params view, report its Dagster metadata (a no-op outside Dagster)."""
+def run_stage(name: str, params, item: str = "") -> dict:
+    """Run one stage on its declared params view, report its Dagster metadata (a no-op outside Dagster).
+    A foreach stage runs one item: `run(params, item)`, `metadata(params, summary, item)`."""
     from components.pipes import report_materialization, under_dagster
     from components.stages import ScopedParams
     from components.stages.code import code_version
 
     stage_module = module(name)
     scoped = ScopedParams(params, stage_module.STAGE.params)
-    summary = stage_module.run(scoped)
+    per_item = (item,) if stage_module.STAGE.foreach else ()
+    summary = stage_module.run(scoped, *per_item)
     if under_dagster():
-        report_materialization({**stage_module.metadata(scoped, summary), "params_hash": scoped.digest(),
+        report_materialization({**stage_module.metadata(scoped, summary, *per_item), "params_hash": scoped.digest(),
                                 "code_version": code_version(name),
                                 "params": {"raw_value": scoped.values(), "type": "json"}})
     return summary
@@ -120,11 +122,13 @@ def run_stage(name: str, params) -> dict:
 def _stage_command(name: str):
     stage = module(name).STAGE
 
-    def command(params: ParamsFile = None, set_: Sets = None, **options):
+    def command(params: ParamsFile = None, set_: Sets = None, item: str = "", **options):
         with user_errors():
             p = load(params, set_, **{opt.key: options[_arg(opt)] for opt in stage.options},
                      **_metrics_shorthand(stage, options))
-            summary = run_stage(name, p)
+            if stage.foreach and item not in stage.items(p.model_dump(mode="json")):
+                raise ValueError(f"{item!r} is not one of {stage.foreach} = {stage.items(p.model_dump(mode='json'))}")
+            summary = run_stage(name, p, item)
         _print(summary)
         _verdict(summary)
 
@@ -135,6 +139,9 @@ def _stage_command(name: str):
         extra.append(inspect.Parameter("metrics", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Metrics))
     base = [inspect.Parameter("params", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ParamsFile),
             inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Sets)]
+    if stage.foreach:  # `cxr ablation minilm`: the item is the first argument
+        base.insert(0, inspect.Parameter("item", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+            str, typer.Argument(help=f"one element of {stage.foreach}")]))
     command.__signature__ = inspect.Signature(base + extra)
     command.__doc__ = f"{stage.description} [DVC stage `{name}`, Dagster asset `{stage.asset}`]"
     return command
@@ -208,6 +215,18 @@ def stages(write_dvc: Annotated[bool, typer.Option("--write-dvc", help="regenera
         return
     for s in all_stages():
         typer.echo(f"{s.name:<10} {s.asset:<18} {s.group:<9} {s.description}")
+
+
+@app.command("profile")
+def profile(file: Annotated[Path, typer.Argument(help="a partial params file, e.g. params/bench.yaml")]):
+    """Print a params profile as `-S key=value` arguments for `dvc exp run` (checked against the params model)."""
+    import shlex
+
+    with user_errors():
+        from components.params import overlay_assignments
+
+        assignments = overlay_assignments(file)
+    typer.echo(" ".join(f"-S {shlex.quote(a)}" for a in assignments))
 
 
 @app.command()

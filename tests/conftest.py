@@ -44,6 +44,8 @@ SMALL = {
              "loop": {"steps": 30, "batch_size": 8, "lr": 0.003, "warmup_steps": 3, "checkpoint_every": 0,
                       "progress": False}},
     "audit": {"dagster_home": False},  # the session's Dagster home is shared: audited in pipeline tests only
+    # the evaluation on one ablation arm, few resamples, a handful of ranked studies
+    "evaluate": {"ablation": ["openclip"], "minilm": False, "bootstrap": 50, "ranking": {"n_studies": 4}},
 }
 
 

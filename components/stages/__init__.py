@@ -11,9 +11,11 @@ from types import ModuleType
 
 from components.stages.base import Check, Option, Plot, ScopedParams, Stage
 
-__all__ = ["ORDER", "Check", "Option", "Plot", "ScopedParams", "Stage", "all_stages", "module", "upstream"]
+__all__ = ["ORDER", "Check", "Option", "Plot", "ScopedParams", "Stage", "all_stages", "instances", "module",
+           "upstream"]
 
-ORDER = ("synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip", "audit-phi")
+ORDER = ("synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip", "ablation", "evaluate",
+         "audit-phi")
 
 
 def module(name: str) -> ModuleType:
@@ -31,15 +33,21 @@ def all_stages() -> list[Stage]:
     return [module(name).STAGE for name in ORDER]
 
 
+def instances(tree: dict) -> list[tuple[Stage, str]]:
+    """(stage, item) for every DVC stage under a params tree, in run order (item "" for a plain stage)."""
+    return [(s, item) for s in all_stages() for item in s.items(tree)]
+
+
 def upstream(tree: dict) -> dict[str, list[str]]:
-    """Stage -> the stages whose outputs hold one of its inputs, for a params tree (as DVC resolves it)."""
+    """DVC stage (`name` or `name@item`) -> the stages whose outputs overlap one of its inputs (an input
+    inside an output, or an output inside an input folder), for a params tree, as DVC resolves it."""
     from components.stages.base import resolve
 
-    stages = all_stages()
-    outs = {s.name: [resolve(o, tree).rstrip("/") for o in s.outs] for s in stages}
+    nodes = instances(tree)
+    outs = {s.instance(i): [resolve(o, tree, i).rstrip("/") for o in s.outs] for s, i in nodes}
     graph = {}
-    for s in stages:
-        ins = [resolve(i, tree).rstrip("/") for i in s.inputs]
-        graph[s.name] = [o for o in ORDER if o != s.name and o in outs
-                         and any(i == p or i.startswith(p + "/") for p in outs[o] for i in ins)]
+    for s, item in nodes:
+        ins = [resolve(x, tree, item).rstrip("/") for x in s.inputs]
+        graph[s.instance(item)] = [o for o in outs if o != s.instance(item) and any(
+            x == p or x.startswith(p + "/") or p.startswith(x + "/") for p in outs[o] for x in ins)]
     return graph

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 _REF = re.compile(r"\$\{([^}]+)\}")
+ITEM = "item"  # ${item}: the current element of a foreach stage
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,35 @@ class Stage:
     # outputs that hold PHI by design (raw reports, DICOM headers): `push: false`, they stay on this machine
     private: bool = False
     extra_commands: tuple[str, ...] = ()  # names of other CLI verbs the module offers (`cxr variants review`)
+    # A params reference to a list ("${evaluate.ablation}"): one DVC stage `name@item` (DVC foreach), one
+    # Dagster asset `<asset>_<item>` and `cxr <name> ITEM` per item; paths may use ${item}.
+    foreach: str = ""
 
     def refs(self) -> set[str]:
         """Every params key the declaration's paths refer to."""
         texts = [*self.inputs, *self.outs, *self.metrics, *(p.path for p in self.plots)]
-        return {m for t in texts for m in _REF.findall(t)}
+        # Not the foreach list: DVC expands it into stages; an arm does not re-run when another is added.
+        return {m for t in texts for m in _REF.findall(t)} - {ITEM}
+
+    def items(self, tree: dict) -> list[str]:
+        """The foreach items under a params tree ([""] for a plain stage)."""
+        if not self.foreach:
+            return [""]
+        node = tree
+        for key in _REF.fullmatch(self.foreach).group(1).split("."):
+            node = node[key]
+        return [str(item) for item in node]
+
+    def instance(self, item: str) -> str:
+        """The DVC stage name of one item (`ablation@minilm`), or the plain name."""
+        return f"{self.name}@{item}" if item else self.name
 
 
-def resolve(template: str, tree: dict) -> str:
-    """DVC's ${section.key} interpolation against a params tree."""
+def resolve(template: str, tree: dict, item: str = "") -> str:
+    """DVC's ${section.key} interpolation against a params tree (and ${item} of a foreach stage)."""
     def value(match):
+        if match.group(1) == ITEM:
+            return item
         node = tree
         for key in match.group(1).split("."):
             node = node[key]

@@ -16,12 +16,13 @@ HEADER = """\
 def dvc_yaml() -> str:
     stages = {}
     for s in all_stages():
-        entry: dict = {"cmd": f"cxr {s.name}", "deps": [*s.inputs, *code_deps(s.name)], "params": list(s.params)}
+        cmd = f"cxr {s.name} ${{item}}" if s.foreach else f"cxr {s.name}"
+        entry: dict = {"cmd": cmd, "deps": [*s.inputs, *code_deps(s.name)], "params": list(s.params)}
         if s.outs:
             entry["outs"] = [{o: {"push": False}} for o in s.outs] if s.private else list(s.outs)
         if s.metrics:
             entry["metrics"] = [{m: {"cache": False}} for m in s.metrics]
         if s.plots:
             entry["plots"] = [{p.path: {"cache": False, "x": p.x, "y": p.y}} for p in s.plots]
-        stages[s.name] = entry
+        stages[s.name] = {"foreach": s.foreach, "do": entry} if s.foreach else entry
     return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)

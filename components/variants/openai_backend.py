@@ -54,6 +54,7 @@ class _Retryable(Exception):
 
 class OpenAIBackend:
     name = "openai"
+    prompt_loader = staticmethod(load_prompts)  # versioned prompts; the ranking judge loads its own
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, prompt_version: str = "v1",
                  concurrency: int = 16, timeout_s: float = 60, max_attempts: int = 5, backoff_s: float = 1.0,
@@ -65,7 +66,7 @@ class OpenAIBackend:
         # Local servers (vLLM, Ollama) accept any key; "EMPTY" is vLLM's documented placeholder.
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.prompt_version = prompt_version
-        self.prompts = load_prompts(prompt_version)
+        self.prompts = self.prompt_loader(prompt_version)
         self.concurrency, self.timeout_s = concurrency, timeout_s
         self.max_attempts, self.backoff_s = max_attempts, backoff_s
         self.temperature, self.max_tokens = temperature, max_tokens
@@ -137,5 +138,10 @@ class OpenAIBackend:
             return Variant(text=None, failure="bad_response")
         if choice.get("finish_reason") == "length":  # cut at max_tokens: a partial report is not a variant
             return Variant(text=None, failure="truncated")
-        text, failure = clean_answer(content)
+        text, failure = self.parse(content)
         return Variant(text=text, failure=failure)
+
+    def parse(self, content: str) -> tuple[str | None, str | None]:
+        """(answer, None) or (None, reason) from the model's content; subclasses (the ranking judge) parse
+        their own answer format through the same transport and retry policy."""
+        return clean_answer(content)
