@@ -223,6 +223,21 @@ def hostile(
     _print(summary)
 
 
+@app.command("lineage")
+def lineage(path: Annotated[Path, typer.Argument(help="an artifact: a stage output or a file inside one")],
+            as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+            verify: Annotated[bool, typer.Option(help="ask `dvc status` whether the workspace matches")] = True):
+    """The chain from an artifact back to raw data: each stage, its params, DVC hashes, the git commit."""
+    from components.lineage import find_root, format_trace, trace
+
+    with user_errors():
+        t = trace(find_root(path.resolve()), path.resolve(), verify=verify)
+    if as_json:
+        _print(t)
+    else:
+        typer.echo(format_trace(t))
+
+
 def _terminate(signum, frame):  # noqa: ARG001
     """SIGTERM (Dagster cancelling a run, `kill`) unwinds like Ctrl-C: temp folders are removed,
     workers stopped, the output lock released."""

@@ -1,0 +1,129 @@
+"""One lineage whichever door is used: a Dagster materialization runs its stage through DVC, so dvc.lock,
+the DVC cache and `cxr lineage` record it exactly as `dvc repro` would."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.conftest import REPO, small_params_tree
+
+
+def _project(root: Path, n_studies: int = 24, dvc: bool = True) -> Path:
+    """A project checkout (git + DVC) with small params writing inside it, as the repo does."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    tree = small_params_tree(Path("data"))
+    tree["synth"]["n_studies"] = n_studies
+    (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    if dvc:
+        (root / ".gitignore").write_text("/data/\n/.cxr/\n")
+        for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
+                    ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+            _run(cmd, root)
+    return root
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _materialize(root: Path, names: tuple[str, ...], overrides: dict | None = None):
+    from dagster import PipesSubprocessClient, materialize
+
+    from orchestration.assets import build_assets
+    from orchestration.resources import CxrProject
+
+    project = CxrProject(root=str(root))
+    assets = [a for a in build_assets(project.params_tree()) if a.key.to_user_string() in names]
+    config = {"ops": {name: {"config": {"overrides": overrides}} for name in names}} if overrides else None
+    result = materialize(assets, resources={"pipes": PipesSubprocessClient(), "project": project},
+                         run_config=config, raise_on_error=False)
+    events = {e.materialization.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    return result, {k: e.materialization for k, e in events.items()}
+
+
+def _lineage(root: Path, path: str) -> dict:
+    from components.cli import app
+    from components.lineage import trace
+
+    shown = CliRunner().invoke(app, ["lineage", str(root / path)])
+    assert shown.exit_code == 0, shown.output
+    return {"text": shown.output, **trace(root, path)}
+
+
+def test_a_dagster_materialization_leaves_the_dvc_record(tmp_path):
+    root = _project(tmp_path / "project")
+    result, made = _materialize(root, ("raw_studies", "ingested_studies"))
+    assert result.success
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert set(lock) == {"synth", "ingest"}
+    ingested = next(o for o in lock["ingest"]["outs"] if o["path"] == "data/ingested")
+    # the data version is DVC's hash of the outs; the outs are in the DVC cache; DVC finds nothing to do
+    assert made["ingested_studies"].tags["dagster/data_version"] == ingested["md5"]
+    assert (root / ".dvc/cache/files/md5" / ingested["md5"][:2] / ingested["md5"][2:]).exists()
+    assert "changed" not in _run(["dvc", "status", "ingest"], root).stdout
+    # Pipes metadata crossed DVC: the stage's own figures reached Dagster
+    assert made["ingested_studies"].metadata["studies_in"].value == 24
+    assert made["raw_studies"].metadata["lineage"].value == "dvc.lock"
+    assert made["raw_studies"].tags["dagster/code_version"]
+
+    # nothing changed: DVC does not re-run, the data version stays
+    result, again = _materialize(root, ("ingested_studies",))
+    assert result.success and "dvc_skipped" in again["ingested_studies"].metadata
+    assert again["ingested_studies"].tags["dagster/data_version"] == ingested["md5"]
+
+    # lineage of a file inside the ingest output, back to the raw data and the params that made it
+    traced = _lineage(root, "data/ingested/studies.parquet")
+    assert [s["stage"] for s in traced["stages"]] == ["synth", "ingest"]
+    assert traced["stages"][0]["params"]["synth.n_studies"] == 24
+    assert traced["out"]["md5"] == ingested["md5"] and traced["file_md5"]
+    assert traced["git"]["commit"] == _run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    assert traced["workspace_matches_lock"] is True
+    assert "param synth.n_studies = 24" in traced["text"] and "[ingest]  cxr ingest" in traced["text"]
+
+
+def test_launchpad_overrides_run_as_a_dvc_experiment(tmp_path):
+    root = _project(tmp_path / "project")
+    result, made = _materialize(root, ("raw_studies",), {"synth.n_studies": "30"})
+    assert result.success and made["raw_studies"].metadata["studies"].value == 30
+    # dvc.lock and params.yaml both say 30: the artifact is attributed to the params it was built with
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert lock["synth"]["params"]["params.yaml"]["synth"]["n_studies"] == 30
+    assert yaml.safe_load((root / "params.yaml").read_text())["synth"]["n_studies"] == 30
+    assert "changed" not in _run(["dvc", "status", "synth"], root).stdout
+    assert _run(["dvc", "exp", "list", "--name-only"], root).stdout.strip()  # recorded as an experiment
+    assert _lineage(root, "data/raw/synth")["stages"][0]["params"]["synth.n_studies"] == 30
+
+
+def test_a_project_without_dvc_runs_the_stage_and_says_nothing_was_recorded(tmp_path):
+    root = _project(tmp_path / "project", n_studies=12, dvc=False)
+    result, made = _materialize(root, ("raw_studies",), {"synth.n_studies": "10"})
+    assert result.success and made["raw_studies"].metadata["studies"].value == 10
+    assert made["raw_studies"].metadata["lineage"].value.startswith("not recorded: no DVC project")
+    assert "dagster/data_version" not in made["raw_studies"].tags or not (root / "dvc.lock").exists()
+    from components.lineage import trace
+
+    with pytest.raises(FileNotFoundError, match="dvc.lock"):
+        trace(root, "data/raw/synth")
+
+
+def test_lineage_refuses_a_path_no_stage_wrote(tmp_path):
+    from components.lineage import trace
+
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"synth": {
+        "cmd": "cxr synth", "outs": [{"path": "data/raw/synth", "md5": "abc.dir"}]}}}))
+    with pytest.raises(ValueError, match="not an output recorded in dvc.lock.*data/raw/synth"):
+        trace(tmp_path, "params.yaml", verify=False)
+    assert trace(tmp_path, "data/raw/synth/x.dcm", verify=False)["stage"] == "synth"
+    assert json.dumps(trace(tmp_path, "data/raw/synth", verify=False))
