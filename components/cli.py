@@ -110,11 +110,30 @@ def run_stage(name: str, params) -> dict:
     stage_module = module(name)
     scoped = ScopedParams(params, stage_module.STAGE.params)
     summary = stage_module.run(scoped)
+    _log_run(name, summary, scoped.digest())
     if under_dagster():
         report_materialization({**stage_module.metadata(scoped, summary), "params_hash": scoped.digest(),
                                 "code_version": code_version(name),
                                 "params": {"raw_value": scoped.values(), "type": "json"}})
     return summary
+
+
+def _log_run(name: str, summary: dict, params_hash: str) -> None:
+    """Append the run's facts (timings, throughput, cache hits: what tracked files must not hold, see
+    components.io.RUN_FACTS) to the untracked run log $CXR_HOME/runs/<stage>.jsonl."""
+    import socket
+    from datetime import datetime, timezone
+
+    from components.io import stable
+
+    kept = stable(summary)
+    record = {"stage": name, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "hostname": socket.gethostname(), "params_hash": params_hash,
+              **{k: v for k, v in summary.items() if k not in kept}}
+    log = Path(os.environ.get("CXR_HOME", ".cxr")) / "runs" / f"{name}.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
 
 
 def _stage_command(name: str):

@@ -93,6 +93,26 @@ def test_a_dagster_materialization_leaves_the_dvc_record(tmp_path):
     assert "param synth.n_studies = 24" in traced["text"] and "[ingest]  cxr ingest" in traced["text"]
 
 
+def test_a_rerun_on_the_same_inputs_changes_no_hash_and_nothing_downstream(tmp_path):
+    """Tracked files hold no timings, dates or cache hits (they go to the run log), so forcing a stage to
+    run again leaves its outs' hashes, and hence every downstream stage, as they were."""
+    import os
+
+    root = _project(tmp_path / "project")
+    _run(["dvc", "repro", "clean"], root)
+    before = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    for stage in ("synth", "ingest", "clean"):
+        _run(["dvc", "repro", "--force", "--single-item", stage], root)
+    after = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    for stage in ("synth", "ingest", "clean"):
+        assert after[stage]["outs"] == before[stage]["outs"], stage
+    assert "up to date" in _run(["dvc", "status", "clean"], root).stdout  # clean and everything above it
+    assert "data_docs" not in json.dumps(after["clean"]["outs"])  # GX's HTML names its run time
+    runs = Path(os.environ.get("CXR_HOME", root / ".cxr")) / "runs" / "ingest.jsonl"
+    last = json.loads(runs.read_text().splitlines()[-1])
+    assert last["seconds"]["total"] > 0 and last["images_per_second"] > 0 and last["hostname"]
+
+
 def test_launchpad_overrides_run_as_a_dvc_experiment(tmp_path):
     root = _project(tmp_path / "project")
     result, made = _materialize(root, ("raw_studies",), {"synth.n_studies": "30"})
