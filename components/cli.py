@@ -242,6 +242,24 @@ def hostile(
     _print(summary)
 
 
+@app.command("report")
+def report(params: ParamsFile = None, as_json: Annotated[bool, typer.Option("--json")] = False):
+    """One table: every stage's headline figures (its DVC metrics) and where its files are."""
+    import yaml
+
+    from components.overview import format_table, rows
+
+    file = params or Path("params.yaml")
+    with user_errors():
+        if not file.exists():
+            raise FileNotFoundError(f"{file} not found: run from the project root or pass --params")
+        table = rows(yaml.safe_load(file.read_text()))
+    if as_json:
+        _print({r["stage"]: r for r in table})
+    else:
+        typer.echo(format_table(table))
+
+
 @app.command("lineage")
 def lineage(path: Annotated[Path, typer.Argument(help="an artifact: a stage output or a file inside one")],
             as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,

@@ -25,7 +25,9 @@ def _project(root: Path, n_studies: int = 24, dvc: bool = True) -> Path:
     tree["synth"]["n_studies"] = n_studies
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     if dvc:
-        (root / ".gitignore").write_text("/data/\n/.cxr/\n")
+        (root / ".gitignore").write_text("/.cxr/\n")
+        (root / "data").mkdir()
+        shutil.copy(REPO / "data" / ".gitignore", root / "data" / ".gitignore")  # metrics stay in git
         for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
                     ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
             _run(cmd, root)
@@ -93,13 +95,37 @@ def test_a_dagster_materialization_leaves_the_dvc_record(tmp_path):
     assert "param synth.n_studies = 24" in traced["text"] and "[ingest]  cxr ingest" in traced["text"]
 
 
-def test_a_rerun_on_the_same_inputs_changes_no_hash_and_nothing_downstream(tmp_path):
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory) -> Path:
+    """A project with the repo's DVC config (its default local remote), `dvc repro clean` done, committed."""
+    root = _project(tmp_path_factory.mktemp("repro") / "project")
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    _run(["dvc", "repro", "clean"], root)
+    _run(["git", "add", "-A"], root)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ran"], root)
+    return root
+
+
+def test_push_to_the_default_local_remote_and_pull_into_a_fresh_clone(repro):
+    remote = repro.parent / "cxr-dvc-remote"  # .dvc/config: a directory beside the checkout
+    assert not remote.exists()
+    assert "pushed" in _run(["dvc", "push"], repro).stdout
+    assert (remote / "files" / "md5").is_dir()
+    clone = repro.parent / "clone"
+    _run(["git", "clone", "-q", str(repro), str(clone)], repro.parent)
+    assert not (clone / "data").exists()
+    _run(["dvc", "pull"], clone)
+    assert "up to date" in _run(["dvc", "status", "clean"], clone).stdout  # nothing to re-run
+    for path in ("data/clean/reports.parquet", "data/ingested/studies.parquet", "data/raw/synth/truth.parquet"):
+        assert (clone / path).read_bytes() == (repro / path).read_bytes(), path
+
+
+def test_a_rerun_on_the_same_inputs_changes_no_hash_and_nothing_downstream(repro, monkeypatch):
     """Tracked files hold no timings, dates or cache hits (they go to the run log), so forcing a stage to
     run again leaves its outs' hashes, and hence every downstream stage, as they were."""
     import os
 
-    root = _project(tmp_path / "project")
-    _run(["dvc", "repro", "clean"], root)
+    root = repro
     before = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     for stage in ("synth", "ingest", "clean"):
         _run(["dvc", "repro", "--force", "--single-item", stage], root)
@@ -111,6 +137,20 @@ def test_a_rerun_on_the_same_inputs_changes_no_hash_and_nothing_downstream(tmp_p
     runs = Path(os.environ.get("CXR_HOME", root / ".cxr")) / "runs" / "ingest.jsonl"
     last = json.loads(runs.read_text().splitlines()[-1])
     assert last["seconds"]["total"] > 0 and last["images_per_second"] > 0 and last["hostname"]
+
+    # `cxr report`: each stage's few headline figures (its DVC metrics) and where its files are
+    from components.cli import app
+    from components.overview import rows
+
+    monkeypatch.chdir(root)
+    shown = CliRunner().invoke(app, ["report"], terminal_width=300)
+    assert shown.exit_code == 0, shown.output
+    lines = {line.split()[0]: line for line in shown.output.splitlines()[1:]}
+    assert "studies=24" in lines["synth"] and "data/raw/synth" in lines["synth"]
+    assert "conservation_ok=yes" in lines["ingest"] and "gx_success=yes" in lines["clean"]
+    assert "(not run yet)" in lines["variants"]
+    for row in rows(yaml.safe_load((root / "params.yaml").read_text())):
+        assert len(row["figures"]) <= 12, (row["stage"], row["figures"])  # headline figures, not tables
 
 
 def test_launchpad_overrides_run_as_a_dvc_experiment(tmp_path):

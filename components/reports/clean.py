@@ -235,12 +235,10 @@ def _metrics(summary: dict) -> dict:
         "studies_out": summary["studies"]["out"], "studies_quarantined": summary["studies"]["quarantined"],
         "phi_rate": summary["phi"]["rate"], "gx_success": summary["quality"]["success"],
         **({"traps_all_accounted": summary["traps"]["all_accounted"]} if summary["traps"] else {}),
-        "positive_rate": {o: round(v["positive"] / n, 4) for o, v in summary["label_prevalence"].items()},
-        # F1 (positive class) against each reference label file the dataset shipped
-        "reference_f1": {source: {k: v for k, v in {"macro": a["macro_f1"], "studies": a["studies"],
-                                                    **{o: v["f1"] for o, v in a["observations"].items()}}.items()
-                                  if v is not None}  # an observation the sample lacks has no F1
-                         for source, a in summary["reference_agreement"].items()},
+        "labelled_positive": round(sum(v["positive"] for v in summary["label_prevalence"].values()) / n, 4),
+        # macro F1 against each reference label file the dataset shipped (per observation: summary.json)
+        "reference_f1": {source: {k: v for k, v in {"macro": a["macro_f1"], "studies": a["studies"]}.items()
+                                  if v is not None} for source, a in summary["reference_agreement"].items()},
     }
 
 

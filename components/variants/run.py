@@ -142,7 +142,8 @@ def run_variants(cfg: VariantsParams, backend: Backend | None = None, progress: 
         summary = _summary(rows, generate, time.perf_counter() - start)
         write_json(tmp / "summary.json", stable(summary))
     write_json(cfg.metrics, {"variants": summary["variants"], "accepted": summary["accepted"],
-                             "acceptance": {k: v["acceptance"] for k, v in summary["by_kind"].items()}})
+                             "kinds_below_half": sum(1 for v in summary["by_kind"].values()
+                                                     if v["acceptance"] is not None and v["acceptance"] < 0.5)})
     return summary
 
 
