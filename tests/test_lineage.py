@@ -64,6 +64,7 @@ def _lineage(root: Path, path: str) -> dict:
     return {"text": shown.output, **trace(root, path)}
 
 
+@pytest.mark.slow  # real DVC and Dagster runs of a tiny project
 def test_a_dagster_materialization_leaves_the_dvc_record(tmp_path):
     root = _project(tmp_path / "project")
     result, made = _materialize(root, ("raw_studies", "ingested_studies"))
@@ -106,6 +107,7 @@ def repro(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # real DVC and Dagster runs of a tiny project
 def test_push_to_the_default_local_remote_and_pull_into_a_fresh_clone(repro):
     remote = repro.parent / "cxr-dvc-remote"  # .dvc/config: a directory beside the checkout
     assert not remote.exists()
@@ -113,13 +115,14 @@ def test_push_to_the_default_local_remote_and_pull_into_a_fresh_clone(repro):
     assert (remote / "files" / "md5").is_dir()
     clone = repro.parent / "clone"
     _run(["git", "clone", "-q", str(repro), str(clone)], repro.parent)
-    assert not (clone / "data").exists()
-    _run(["dvc", "pull"], clone)
+    assert not (clone / "data/clean").exists() and (clone / "data/metrics/clean.json").exists()  # in git
+    _run(["dvc", "pull", "--with-deps", "clean"], clone)  # the stages run so far (the demo: plain `dvc pull`)
     assert "up to date" in _run(["dvc", "status", "clean"], clone).stdout  # nothing to re-run
     for path in ("data/clean/reports.parquet", "data/ingested/studies.parquet", "data/raw/synth/truth.parquet"):
         assert (clone / path).read_bytes() == (repro / path).read_bytes(), path
 
 
+@pytest.mark.slow  # real DVC and Dagster runs of a tiny project
 def test_a_rerun_on_the_same_inputs_changes_no_hash_and_nothing_downstream(repro, monkeypatch):
     """Tracked files hold no timings, dates or cache hits (they go to the run log), so forcing a stage to
     run again leaves its outs' hashes, and hence every downstream stage, as they were."""
@@ -153,6 +156,7 @@ def test_a_rerun_on_the_same_inputs_changes_no_hash_and_nothing_downstream(repro
         assert len(row["figures"]) <= 12, (row["stage"], row["figures"])  # headline figures, not tables
 
 
+@pytest.mark.slow  # real DVC and Dagster runs of a tiny project
 def test_launchpad_overrides_run_as_a_dvc_experiment(tmp_path):
     root = _project(tmp_path / "project")
     result, made = _materialize(root, ("raw_studies",), {"synth.n_studies": "30"})
@@ -166,6 +170,7 @@ def test_launchpad_overrides_run_as_a_dvc_experiment(tmp_path):
     assert _lineage(root, "data/raw/synth")["stages"][0]["params"]["synth.n_studies"] == 30
 
 
+@pytest.mark.slow  # real DVC and Dagster runs of a tiny project
 def test_a_project_without_dvc_runs_the_stage_and_says_nothing_was_recorded(tmp_path):
     root = _project(tmp_path / "project", n_studies=12, dvc=False)
     result, made = _materialize(root, ("raw_studies",), {"synth.n_studies": "10"})
