@@ -235,7 +235,7 @@ def _metrics(summary: dict) -> dict:
         "studies_out": summary["studies"]["out"], "studies_quarantined": summary["studies"]["quarantined"],
         "phi_rate": summary["phi"]["rate"], "gx_success": summary["quality"]["success"],
         **({"traps_all_accounted": summary["traps"]["all_accounted"]} if summary["traps"] else {}),
-        "labelled_positive": round(sum(v["positive"] for v in summary["label_prevalence"].values()) / n, 4),
+        "positive_labels_per_report": round(sum(v["positive"] for v in summary["label_prevalence"].values()) / n, 4),
         # macro F1 against each reference label file the dataset shipped (per observation: summary.json)
         "reference_f1": {source: {k: v for k, v in {"macro": a["macro_f1"], "studies": a["studies"]}.items()
                                   if v is not None} for source, a in summary["reference_agreement"].items()},
