@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -117,7 +118,8 @@ def _git(root: Path, *args: str) -> str:
 
 def _stale(root: Path) -> dict | None:
     """`dvc status` of the whole project: stage -> what changed since dvc.lock was written (None: no DVC)."""
-    dvc = Path(os.environ.get("CXR_DVC", "dvc"))
+    own = Path(sys.executable).with_name("dvc")  # this environment's DVC, even off PATH
+    dvc = own if own.exists() else Path("dvc")
     try:
         result = subprocess.run([str(dvc), "status", "--json"], cwd=root, capture_output=True, text=True,
                                 timeout=300)
