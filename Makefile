@@ -20,18 +20,18 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --find-links vendor -e ".[dev]"  # vendor/: hydra rebuilt for antlr 4.13
-	mkdir -p $(DAGSTER_HOME) && printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 	touch $(STAMP)
 
-demo: setup  ## run the pipeline on the embedded synthetic data (dvc repro), then show its metrics
+demo: setup  ## run the pipeline on the embedded synthetic data (dvc repro), then every stage's headline figures
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/cxr report
 
 test: setup  ## lint, then run the whole test suite (`pytest -m "not slow"` skips the end-to-end runs)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-ui: setup  ## the Dagster UI on http://127.0.0.1:3000 (materialize assets there)
+ui: setup  ## the Dagster UI on http://127.0.0.1:3000 (materialize assets there); state in .cxr/dagster
+	mkdir -p $(DAGSTER_HOME) && cp orchestration/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
 
 bench: setup  ## benchmarks; each prints JSON

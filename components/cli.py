@@ -112,11 +112,30 @@ def run_stage(name: str, params, item: str = "") -> dict:
     scoped = ScopedParams(params, stage_module.STAGE.params)
     per_item = (item,) if stage_module.STAGE.foreach else ()
     summary = stage_module.run(scoped, *per_item)
+    _log_run(stage_module.STAGE.instance(item), summary, scoped.digest())
     if under_dagster():
         report_materialization({**stage_module.metadata(scoped, summary, *per_item), "params_hash": scoped.digest(),
                                 "code_version": code_version(name),
                                 "params": {"raw_value": scoped.values(), "type": "json"}})
     return summary
+
+
+def _log_run(name: str, summary: dict, params_hash: str) -> None:
+    """Append the run's facts (timings, throughput, cache hits: what tracked files must not hold, see
+    components.io.RUN_FACTS) to the untracked run log $CXR_HOME/runs/<stage>.jsonl."""
+    import socket
+    from datetime import datetime, timezone
+
+    from components.io import stable
+
+    kept = stable(summary)
+    record = {"stage": name, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "hostname": socket.gethostname(), "params_hash": params_hash,
+              **{k: v for k, v in summary.items() if k not in kept}}
+    log = Path(os.environ.get("CXR_HOME", ".cxr")) / "runs" / f"{name}.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
 
 
 def _stage_command(name: str):
@@ -240,6 +259,39 @@ def hostile(
 
         summary = generate_corpus(out, seed)
     _print(summary)
+
+
+@app.command("report")
+def report(params: ParamsFile = None, as_json: Annotated[bool, typer.Option("--json")] = False):
+    """One table: every stage's headline figures (its DVC metrics) and where its files are."""
+    import yaml
+
+    from components.overview import format_table, rows
+
+    file = params or Path("params.yaml")
+    with user_errors():
+        if not file.exists():
+            raise FileNotFoundError(f"{file} not found: run from the project root or pass --params")
+        table = rows(yaml.safe_load(file.read_text()))
+    if as_json:
+        _print({r["stage"]: r for r in table})
+    else:
+        typer.echo(format_table(table))
+
+
+@app.command("lineage")
+def lineage(path: Annotated[Path, typer.Argument(help="an artifact: a stage output or a file inside one")],
+            as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+            verify: Annotated[bool, typer.Option(help="ask `dvc status` whether the workspace matches")] = True):
+    """The chain from an artifact back to raw data: each stage, its params, DVC hashes, the git commit."""
+    from components.lineage import find_root, format_trace, trace
+
+    with user_errors():
+        t = trace(find_root(path.resolve()), path.resolve(), verify=verify)
+    if as_json:
+        _print(t)
+    else:
+        typer.echo(format_trace(t))
 
 
 def _terminate(signum, frame):  # noqa: ARG001

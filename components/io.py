@@ -156,6 +156,17 @@ def write_json(path: str | Path, obj) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+# Facts about a run rather than its result: they differ between two runs on the same inputs, so a file DVC
+# tracks (an out, a metrics file) must not hold them, or a rerun changes its hash and re-runs everything
+# downstream. The CLI writes them to the untracked run log (.cxr/runs/<stage>.jsonl) instead.
+RUN_FACTS = frozenset({"seconds", "from_cache", "generated", "encoded", "started", "hostname"})
+
+
+def stable(record: dict) -> dict:
+    """`record` without its run facts (timings, throughput, cache hits): what a tracked file may hold."""
+    return {k: v for k, v in record.items() if k not in RUN_FACTS and not k.endswith("_per_second")}
+
+
 def write_table(path: str | Path, rows: list[dict], schema: pa.Schema) -> None:
     """Write rows as Parquet with an explicit schema (so empty tables still have their columns)."""
     table = pa.Table.from_pylist(rows, schema=schema)

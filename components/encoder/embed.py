@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.io import atomic_dir, write_json
+from components.io import atomic_dir, stable, write_json
 from components.kvcache import SqliteCache
 
 
@@ -57,6 +57,6 @@ def embed(p) -> dict:
         np.save(tmp / "variants.npy", variant_vecs)
         reports.drop(columns="text").to_parquet(tmp / "reports.parquet", index=False)
         variants.drop(columns="text").to_parquet(tmp / "variants.parquet", index=False)
-        write_json(tmp / "meta.json", summary)
-    write_json(p.metrics, {k: summary[k] for k in ("dim", "reports", "variants", "encoded", "from_cache")})
+        write_json(tmp / "meta.json", stable(summary))
+    write_json(p.metrics, {k: summary[k] for k in ("dim", "reports", "variants")})
     return summary

@@ -44,7 +44,9 @@ def train_encoder(p) -> dict:
         "final_loss": {phase: rows[-1]["loss"] if rows else None for phase, rows in curves.items()},
         "evaluation": evaluation, "seconds": round(time.perf_counter() - start, 1),
     }
-    write_json(p.metrics, summary)
+    write_json(p.metrics, {"pretrained_here": not p.base_model, "final_loss": summary["final_loss"],
+                           "r_at_1_after": evaluation["r_at_1_after"],
+                           "r_at_1_before": evaluation["r_at_1_before"]})  # headline figures only
     write_json(p.loss_plot, [row for rows in curves.values() for row in rows])
     return summary
 
@@ -64,5 +66,6 @@ def train_baselines(p, encoder) -> dict:
     summary = {"encoder": p.out, "mlm_steps": result["mlm"].get("steps"), "mlm_lr": p.mlm_lr,
                "mlm_final_loss": result["mlm"].get("final_loss"),
                "evaluation": result["contrastive"], "seconds": round(time.perf_counter() - start, 1)}
-    write_json(p.metrics, summary)
+    write_json(p.metrics, {"mlm_final_loss": summary["mlm_final_loss"],
+                           "r_at_1_after": result["contrastive"]["r_at_1_after"]})  # headline figures only
     return summary

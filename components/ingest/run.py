@@ -34,7 +34,7 @@ from components.ingest.references import COLUMNS as REFERENCE_COLUMNS
 from components.ingest.references import load_references, reference_columns
 from components.ingest.shards import ShardWriter
 from components.ingest.split import SPLITS, assign_splits
-from components.io import atomic_dir, check_output, write_bytes_atomic, write_json, write_table
+from components.io import atomic_dir, check_output, stable, write_bytes_atomic, write_json, write_table
 from components.parallel import WorkerCrashed, ordered_map
 from components.quarantine import SCHEMA as QUARANTINE
 from components.quarantine import Quarantine
@@ -192,11 +192,11 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
         truth = input_path / "truth.parquet"
         if source == "synth" and truth.exists():
             summary["traps"] = account_traps(truth, study_rows, quarantine)
-        write_json(tmp / "summary.json", summary)
+        write_json(tmp / "summary.json", stable(summary))
     write_json(cfg.metrics, {
         "studies_out": summary["studies"]["out"], "studies_quarantined": summary["studies"]["quarantined"],
         "images_out": summary["images"]["out"], "images_quarantined": summary["images"]["quarantined"],
-        "images_per_second": summary["images_per_second"], "conservation_ok": summary["conservation_ok"],
+        "conservation_ok": summary["conservation_ok"],
         **({"traps_all_accounted": summary["traps"]["all_accounted"]} if "traps" in summary else {})})
     return summary
 

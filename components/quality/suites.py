@@ -158,8 +158,9 @@ def _result_record(r) -> dict:
     return rec
 
 
-def validate_reports(df: pd.DataFrame, cfg: QualityParams, out_dir: Path) -> dict:
-    """Run the `clean_reports` suite on `df`; write results.json and Data Docs into `out_dir`.
+def validate_reports(df: pd.DataFrame, cfg: QualityParams, out_dir: Path, docs_dir: Path | None = None) -> dict:
+    """Run the `clean_reports` suite on `df`; write results.json into `out_dir` and Data Docs into
+    `docs_dir` (default `out_dir/data_docs`).
 
     Returns {"success", "evaluated", "failed": [names], "results_path", "data_docs": index.html}.
     """
@@ -173,7 +174,7 @@ def validate_reports(df: pd.DataFrame, cfg: QualityParams, out_dir: Path) -> dic
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    docs_dir = out_dir / "data_docs"
+    docs_dir = Path(docs_dir).resolve() if docs_dir else out_dir / "data_docs"
 
     # Ephemeral context with in-memory stores: nothing in $HOME, nothing under the repo but out_dir.
     ctx = gx.get_context(mode="ephemeral", project_config=DataContextConfig(

@@ -5,9 +5,10 @@ Per study: bad-input screening, normalisation, sections, abbreviations and style
 Outputs (atomically, in the stage folder):
     reports.parquet     one row per clean study
     quarantine.parquet  every dropped study with a reason code
-    summary.json        counts, label prevalence, PHI rate, validation verdict, timings, and the
+    summary.json        counts, label prevalence, PHI rate, validation verdict, and the
                         labeler's agreement with the dataset's reference labels (agreement.py)
-    gx/                 Great Expectations results.json and Data Docs HTML
+    gx/                 Great Expectations results.json
+and, beside it (not tracked by DVC: its HTML holds run times), <out>.data_docs/ with the GX Data Docs.
 Rows in (ingested studies) = rows out + rows quarantined.
 """
 
@@ -24,7 +25,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from components.chexpert import OBSERVATIONS, REFERENCE_COLUMNS
-from components.io import atomic_dir, check_output, write_json, write_table
+from components.io import atomic_dir, check_output, stable, write_json, write_table
 from components.parallel import WorkerCrashed, ordered_map
 from components.params import CleanParams
 from components.quarantine import SCHEMA as QUARANTINE
@@ -186,7 +187,7 @@ def clean(cfg: CleanParams, progress: bool = True) -> dict:
         write_table(tmp / "reports.parquet", rows, REPORTS_SCHEMA)
         write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE)
         table = pd.read_parquet(tmp / "reports.parquet")
-        quality = validate_reports(table, cfg.quality, tmp / "gx")
+        quality = validate_reports(table, cfg.quality, tmp / "gx", data_docs_dir(cfg.out))
         quality = {k: v for k, v in quality.items() if k not in ("results_path", "data_docs")}
         summary = _summary(studies, table, quarantine, quality)
         summary["phi"]["kinds_checked"] = list(cfg.phi_kinds)  # the blocking check re-reads these
@@ -194,9 +195,15 @@ def clean(cfg: CleanParams, progress: bool = True) -> dict:
         summary["seconds"] = {"clean": round(t_clean, 3), "total": round(time.perf_counter() - start, 3)}
         summary["reports_per_second"] = round(len(studies) / max(t_clean, 1e-9), 1)
         summary["traps"] = _account_report_phi(Path(cfg.input), quarantine, table)
-        write_json(tmp / "summary.json", summary)
+        write_json(tmp / "summary.json", stable(summary))
     write_json(cfg.metrics, _metrics(summary))
     return summary
+
+
+def data_docs_dir(out: str | Path) -> Path:
+    """Data Docs live beside the stage output, outside what DVC hashes (their pages name the run time)."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.data_docs")
 
 
 def _summary(studies: list[dict], table: pd.DataFrame, quarantine: Quarantine, quality: dict) -> dict:
@@ -227,14 +234,11 @@ def _metrics(summary: dict) -> dict:
     return {
         "studies_out": summary["studies"]["out"], "studies_quarantined": summary["studies"]["quarantined"],
         "phi_rate": summary["phi"]["rate"], "gx_success": summary["quality"]["success"],
-        "reports_per_second": summary["reports_per_second"],
         **({"traps_all_accounted": summary["traps"]["all_accounted"]} if summary["traps"] else {}),
-        "positive_rate": {o: round(v["positive"] / n, 4) for o, v in summary["label_prevalence"].items()},
-        # F1 (positive class) against each reference label file the dataset shipped
-        "reference_f1": {source: {k: v for k, v in {"macro": a["macro_f1"], "studies": a["studies"],
-                                                    **{o: v["f1"] for o, v in a["observations"].items()}}.items()
-                                  if v is not None}  # an observation the sample lacks has no F1
-                         for source, a in summary["reference_agreement"].items()},
+        "positive_labels_per_report": round(sum(v["positive"] for v in summary["label_prevalence"].values()) / n, 4),
+        # macro F1 against each reference label file the dataset shipped (per observation: summary.json)
+        "reference_f1": {source: {k: v for k, v in {"macro": a["macro_f1"], "studies": a["studies"]}.items()
+                                  if v is not None} for source, a in summary["reference_agreement"].items()},
     }
 
 

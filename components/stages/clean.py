@@ -39,6 +39,7 @@ def metadata(params, summary: dict) -> dict:
     import pandas as pd
 
     from components.pipes import md, md_table
+    from components.reports.clean import data_docs_dir
 
     out = Path(params.clean.out)
     prevalence = [{"observation": o, **v} for o, v in summary["label_prevalence"].items()]
@@ -52,8 +53,8 @@ def metadata(params, summary: dict) -> dict:
         "quarantine_reasons": md(md_table(reasons)), "styles": md(md_table(styles)),
         "label_prevalence": md(md_table(prevalence)), "examples": md(shown),
         "phi_rate": summary["phi"]["rate"], "gx_success": summary["quality"]["success"],
-        "data_docs": {"raw_value": str((out / "gx" / "data_docs" / "index.html").resolve()), "type": "path"},
-        "reports_per_second": summary["reports_per_second"],
+        "data_docs": {"raw_value": str((data_docs_dir(out) / "index.html").resolve()), "type": "path"},
+        "reports_per_second": summary["reports_per_second"],  # from the run, not from a tracked file
         **_agreement_meta(summary.get("reference_agreement") or {}),
     }
 
@@ -75,11 +76,13 @@ def _agreement_meta(agreement: dict) -> dict:
 
 def check_clean_quality_suite(params, root: Path) -> dict:
     """The Great Expectations verdict the stage saved."""
+    from components.reports.clean import data_docs_dir
+
     out = root / params.clean.out
     results = json.loads((out / "gx" / "results.json").read_text())
     return {"passed": bool(results["success"]), "evaluated": len(results["results"]),
             "failed_expectations": [r["name"] for r in results["results"] if not r["success"]],
-            "data_docs": {"raw_value": str(out / "gx" / "data_docs" / "index.html"), "type": "path"}}
+            "data_docs": {"raw_value": str(data_docs_dir(out) / "index.html"), "type": "path"}}
 
 
 def check_clean_phi_free(params, root: Path) -> dict:

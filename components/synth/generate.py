@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from components.chexpert import OBSERVATIONS
-from components.io import atomic_dir, write_json
+from components.io import atomic_dir, stable, write_json
 from components.parallel import ordered_map
 from components.params import SynthParams
 from components.synth import dicom, traps
@@ -120,7 +120,7 @@ def generate(cfg: SynthParams, out: str | Path | None = None, progress: bool = T
             "seed": cfg.seed,
             "seconds": round(time.perf_counter() - start, 2),
         }
-        write_json(root / "summary.json", summary)
+        write_json(root / "summary.json", stable(summary))
     write_json(cfg.metrics, {"studies": n, "subjects": summary["n_subjects"], "images": summary["n_images"],
                              "traps_planted": sum(summary["traps"].values())})
     return summary

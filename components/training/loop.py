@@ -33,7 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from components.training.sampler import StepSampler, digest
-from components.io import atomic_dir, write_json
+from components.io import atomic_dir, stable, write_json
 from components.params import LoopConfig
 
 log = logging.getLogger(__name__)
@@ -254,10 +254,11 @@ def finish(out: str | Path, work: str | Path, save: Callable[[Path], None], summ
     if d.main:
         with atomic_dir(out) as tmp:
             save(tmp)
-            lines = (work / "metrics.jsonl").read_text() if (work / "metrics.jsonl").exists() else ""
-            lines += "".join(json.dumps(m) + "\n" for m in extra_metrics or [])
-            (tmp / "metrics.jsonl").write_text(lines)
-            write_json(tmp / "train_summary.json", summary)
+            # the kept record is the run's result: per-step timings stay in the run log, not in DVC's out
+            rows = read_metrics(work / "metrics.jsonl") if (work / "metrics.jsonl").exists() else []
+            (tmp / "metrics.jsonl").write_text("".join(json.dumps(stable(m)) + "\n"
+                                                       for m in [*rows, *(extra_metrics or [])]))
+            write_json(tmp / "train_summary.json", stable(summary))
         shutil.rmtree(work, ignore_errors=True)
     _barrier(d)
     return out

@@ -21,7 +21,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from components.chexpert import OBSERVATIONS
-from components.io import atomic_dir, check_output, write_json, write_table
+from components.io import atomic_dir, check_output, stable, write_json, write_table
 from components.params import VariantsParams
 from components.variants.base import ERROR_KIND, Backend, Variant, VariantRequest
 from components.variants.cache import VariantCache, cache_key
@@ -140,9 +140,10 @@ def run_variants(cfg: VariantsParams, backend: Backend | None = None, progress: 
     with atomic_dir(cfg.out, [cfg.input]) as tmp:
         write_table(tmp / "variants.parquet", rows, SCHEMA)
         summary = _summary(rows, generate, time.perf_counter() - start)
-        write_json(tmp / "summary.json", summary)
+        write_json(tmp / "summary.json", stable(summary))
     write_json(cfg.metrics, {"variants": summary["variants"], "accepted": summary["accepted"],
-                             "acceptance": {k: v["acceptance"] for k, v in summary["by_kind"].items()}})
+                             "kinds_below_half": sum(1 for v in summary["by_kind"].values()
+                                                     if v["acceptance"] is not None and v["acceptance"] < 0.5)})
     return summary
 
 
