@@ -12,15 +12,23 @@ export DO_NOT_TRACK  := 1
 export BENTOML_DO_NOT_TRACK := True
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test ui bench clean
+.PHONY: setup lock demo test ui bench clean
 
 setup: $(STAMP)  ## create .venv and install the project with its dev extra
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --find-links vendor -e ".[dev]"  # vendor/: hydra rebuilt for antlr 4.13
-	touch $(STAMP)
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || python3 -m venv .venv
+	@$(PY) -m pip install --quiet --upgrade pip > .venv/install.log 2>&1
+	@# every version pinned by constraints.txt; vendor/: hydra rebuilt for antlr 4.13 (see pyproject.toml)
+	@$(PY) -m pip install --find-links vendor -c constraints.txt -e ".[dev]" >> .venv/install.log 2>&1 \
+	  || { tail -n 40 .venv/install.log; echo "install failed: the whole log is .venv/install.log"; exit 1; }
+	@echo "installed $$($(PY) -m pip list --format=freeze 2>/dev/null | wc -l) packages at the versions pinned in constraints.txt (log: .venv/install.log)"
+	@touch $(STAMP)
+
+lock: setup  ## re-pin every installed version into constraints.txt (run after changing dependencies)
+	{ echo "# Every installed version the tests passed with (make setup and CI install with -c); regenerate: make lock"; \
+	  $(PY) -m pip list --format=freeze --exclude-editable | grep -v -e '^pip==' -e '^cxr-llm2clip=='; } > constraints.txt
+	@echo "constraints.txt: $$(wc -l < constraints.txt) pinned versions"
 
 demo: setup  ## run the pipeline on the embedded synthetic data (dvc repro), then every stage's headline figures
 	$(BIN)/dvc repro
