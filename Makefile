@@ -12,7 +12,7 @@ export DO_NOT_TRACK  := 1
 export BENTOML_DO_NOT_TRACK := True
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup lock demo test ui bench clean
+.PHONY: setup lock demo test ui serve bench clean
 
 setup: $(STAMP)  ## create .venv and install the project with its dev extra
 
@@ -41,6 +41,9 @@ test: setup  ## lint, then run the whole test suite (`pytest -m "not slow"` skip
 ui: setup  ## the Dagster UI on http://127.0.0.1:3000 (materialize assets there); state in .cxr/dagster
 	mkdir -p $(DAGSTER_HOME) && cp orchestration/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+
+serve: setup  ## the BentoML service on http://127.0.0.1:3001 (foreground, Ctrl-C stops it; models from `cxr package`)
+	$(BIN)/bentoml serve serving.service:CXRService --host 127.0.0.1 --port 3001
 
 bench: setup  ## benchmarks; each prints JSON
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

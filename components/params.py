@@ -453,7 +453,7 @@ class AuditParams(_Section):
     # Everything downstream of the clean stage (ingest outputs hold raw reports by design: not listed).
     paths: list[str] = Field(default_factory=lambda: [
         "data/clean", "data/variants", "data/encoder", "data/encoder-steps", "data/baselines",
-        "data/embeddings", "data/clip", "data/ablation", "data/eval", "data/metrics", "dvc.lock"])
+        "data/embeddings", "data/clip", "data/ablation", "data/eval", "data/package", "data/metrics", "dvc.lock"])
     dagster_home: bool = True  # also scan $DAGSTER_HOME (event storage, run and compute logs)
     out: str = "data/audit/phi.json"  # the audit report (counts and file names, never the PHI itself)
     metrics: str = "data/metrics/audit_phi.json"
@@ -532,6 +532,33 @@ class EvaluateParams(_Section):
         return [own, *self.datasets]
 
 
+class PackageParams(_Section):
+    encoder: str = "data/encoder"
+    clip: str = "data/clip"
+    clean: str = "data/clean"
+    evaluation: str = "data/eval"  # the evaluate stage's output: its metrics.json goes into the model card
+    out: str = "data/package"  # retrieval index + model card (the Bento itself lives in BENTOML_HOME)
+    metrics: str = "data/metrics/package.json"
+    index_splits: list[str] = Field(default_factory=lambda: ["train", "val", "test"])  # the reference corpus
+    batch_size: int = Field(64, ge=1)
+    bento: bool = True  # also `bentoml build` the service (off: only save the models to the store)
+
+
+class ServeParams(_Section):
+    """The service's limits and adaptive batching (read by serving/service.py at import)."""
+
+    max_batch_size: int = Field(64, ge=1)   # adaptive batching: most items per model call
+    # adaptive batching: the dispatcher answers 503 to a request it predicts would exceed this (load shedding)
+    max_latency_ms: int = Field(10000, ge=1)
+    max_texts: int = Field(64, ge=1)        # texts per /embed_text request
+    max_text_chars: int = Field(20000, ge=1)  # longer is not a report (the clean stage's bound)
+    max_images: int = Field(16, ge=1)       # uploads per /embed_image request
+    max_upload_bytes: int = Field(64_000_000, ge=1)  # per file; a CR/DX DICOM is ~5-30 MB
+    max_k: int = Field(100, ge=1)           # /retrieve top-k bound
+    workers: int = Field(1, ge=1)           # server processes; each loads the models once
+    timeout_s: int = Field(60, ge=1)
+
+
 class Params(_Section):
     synth: SynthParams = SynthParams()
     ingest: IngestParams = IngestParams()
@@ -543,6 +570,8 @@ class Params(_Section):
     clip: ClipParams = ClipParams()
     evaluate: EvaluateParams = EvaluateParams()
     audit: AuditParams = AuditParams()
+    package: PackageParams = PackageParams()
+    serve: ServeParams = ServeParams()
 
     def digest(self, section: str) -> str:
         """Short hash of one section, recorded next to outputs for traceability."""

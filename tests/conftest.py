@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ import yaml
 os.environ.setdefault("DAGSTER_HOME", str(Path(__file__).resolve().parent.parent / ".cxr" / "dagster-test"))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+# BentoML's model and Bento stores: a fresh directory per session, set before bentoml is imported.
+os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="cxr-bentoml-test-"))
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 REPO = Path(__file__).resolve().parent.parent
 # `dvc` and the `cxr` commands in dvc.yaml come from the interpreter's own environment.
@@ -148,3 +152,39 @@ def clip_dir(small_params, embeddings_dir, ingest_dir) -> Path:
 
     train_clip(small_params.clip, small_params.ingest)
     return Path(small_params.clip.out)
+
+
+@pytest.fixture(scope="session")
+def package_clip_dir(small_params, encoder_dir, tmp_path_factory) -> Path:
+    """A tiny CXRClip on the session's encoder (untrained: serving tests compare the service with the
+    library, not with labels), decoding images at the session's ingest resolution."""
+    import torch
+
+    from components.clip.model import ClipModelConfig, CXRClip
+    from components.encoder.text_encoder import TextEncoder
+
+    torch.manual_seed(0)
+    config = ClipModelConfig(vision_model="cxr-vit-tiny", image_size=32, embed_dim=16,
+                             decode_resolution=small_params.ingest.resolution)
+    out = tmp_path_factory.mktemp("clip") / "clip"
+    CXRClip(config, TextEncoder.load(encoder_dir)).save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def package_params(small_params, package_clip_dir, clean_dir, encoder_dir):
+    """The package section on the session's outputs (no evaluate output: the card records none)."""
+    return small_params.package.model_copy(update={"encoder": str(encoder_dir), "clip": str(package_clip_dir),
+                                                   "clean": str(clean_dir), "batch_size": 16})
+
+
+@pytest.fixture(scope="session")
+def packaged(package_params, small_params) -> dict:
+    """The package stage without the Bento build: index + card, models saved in the session's store."""
+    from components.packaging.bundle import build_package
+    from serving.bento import save_models
+
+    record = {"package": package_params.model_dump(mode="json"), "serve": small_params.serve.model_dump(mode="json")}
+    summary = build_package(package_params, record)
+    summary["models"] = save_models(package_params.encoder, package_params.clip, package_params.out)
+    return summary

@@ -23,7 +23,8 @@ def _project(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("components", "serving"):  # every stage's code deps (the package stage's include serving/)
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     tree = small_params_tree(Path("data"))
     tree["synth"]["n_studies"] = 24
     tree["audit"]["dagster_home"] = True  # a Dagster run's event storage is audited too

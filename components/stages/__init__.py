@@ -15,7 +15,7 @@ __all__ = ["ORDER", "Check", "Option", "Plot", "ScopedParams", "Stage", "all_sta
            "upstream"]
 
 ORDER = ("synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip", "ablation", "evaluate",
-         "audit-phi")
+         "package", "audit-phi")
 
 
 def module(name: str) -> ModuleType:

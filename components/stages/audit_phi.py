@@ -16,9 +16,9 @@ STAGE = Stage(
     description="Every artifact downstream of clean (tables, models, metrics, Data Docs, Dagster storage) "
                 "searched for the PHI that synth planted; fails on any leak.",
     params=("audit", "clean.out", "variants.out", "encoder.out", "baselines.out", "embed.out", "clip.out",
-            "evaluate.out"),
+            "evaluate.out", "package.out"),
     inputs=("${audit.truth}", "${clean.out}", "${variants.out}", "${encoder.out}", "${baselines.out}",
-            "${embed.out}", "${clip.out}", "${evaluate.out}"),
+            "${embed.out}", "${clip.out}", "${evaluate.out}", "${package.out}"),
     metrics=("${audit.metrics}", "${audit.out}"),
     checks=(Check("phi_audit_zero_leaks",
                   "No PHI value planted by synth occurs in any artifact downstream of clean."),),

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_CODE = {"components/stages/__init__.py", "components/stages/base.py", "components/stages/code.py",
             "components/params.py", "components/pipes.py", "components/__init__.py"}
 DATA_SUFFIXES = (".yaml", ".yml", ".json", ".txt", ".csv")
+PACKAGES = ("components", "serving")  # the project's code a stage can import (serving: the package stage)
 
 
 def _file_of(name: str) -> Path | None:
@@ -28,7 +29,7 @@ def _file_of(name: str) -> Path | None:
 
 @lru_cache(maxsize=None)
 def _parse(path: Path) -> tuple[tuple[str, ...], frozenset[str]]:
-    """(components.* modules imported anywhere in `path`, lazy imports included; its string constants)."""
+    """(project modules imported anywhere in `path`, lazy imports included; its string constants)."""
     found, strings = [], set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -38,7 +39,7 @@ def _parse(path: Path) -> tuple[tuple[str, ...], frozenset[str]]:
             found += [f"{node.module}.{a.name}" for a in node.names]  # `from pkg import module`
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             strings.add(node.value)
-    return tuple(n for n in found if n.split(".")[0] == "components"), frozenset(strings)
+    return tuple(n for n in found if n.split(".")[0] in PACKAGES), frozenset(strings)
 
 
 def _data_files(module: Path) -> list[Path]:

@@ -1,0 +1,208 @@
+"""Served throughput vs in-process encoding, with the batches BentoML's adaptive batcher formed.
+
+    python bench/serve.py [--clients 32] [--requests 512] [--images 128]
+
+Models: a random LLM2VEC4CXR of the params.yaml demo size (encoder.pretrain) and a CXRClip of the
+params.yaml clip section (vision model, image size, embed dim) on top of it, packaged exactly as
+`cxr package` does into a temporary BentoML store, then served by a real `bentoml serve` on
+127.0.0.1 (one worker, params.yaml serve limits). Inputs: synthetic reports; DICOMs of a small synthetic
+archive (decoded per request, as in production).
+
+/embed_text: `--clients` concurrent clients, one text per request, against `TextEncoder.encode` at its
+best batch size in the same run; /embed_image the same against `CXRClip.encode_image` on the same DICOM
+bytes. `ratio` = served / in-process throughput (goal >= 0.8). Latency p50 / p99 per request; batch
+sizes from the server's `bentoml_service_adaptive_batch_size` histogram. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def build_package(work: Path, n_reports: int, n_images: int) -> tuple:
+    """Demo-size models + index + card in `work`, saved to the BentoML store (BENTOML_HOME)."""
+    import pandas as pd
+    import torch
+
+    from components.clip.model import ClipModelConfig, CXRClip
+    from components.clip.preprocess import load_frame
+    from components.encoder.config import EncoderConfig
+    from components.encoder.pretrain import build_lm, train_tokenizer
+    from components.encoder.text_encoder import TextEncoder
+    from components.io import write_json
+    from components.packaging.index import build_index
+    from components.packaging.lineage import model_card
+    from components.params import SynthParams, load_params
+    from components.synth.generate import generate
+    from serving.bento import save_models
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from encode import reports  # the encoder benchmark's synthetic reports
+
+    torch.manual_seed(0)
+    params = load_params(ROOT / "params.yaml")
+    demo = params.encoder.pretrain
+    texts = reports(n_reports)
+    tokenizer = train_tokenizer(texts, demo.vocab_size)
+    encoder = TextEncoder.from_backbone(build_lm(demo.size, tokenizer), EncoderConfig(max_length=demo.max_length),
+                                        tokenizer=tokenizer)
+    encoder.save(work / "encoder")
+    encoder = TextEncoder.load(work / "encoder")
+    c = getattr(params, "clip", None) or ClipModelConfig()  # the params.yaml clip section (its demo profile)
+    clip = CXRClip(ClipModelConfig(vision_model=c.vision_model, image_size=c.image_size, embed_dim=c.embed_dim,
+                                   decode_resolution=params.ingest.resolution), encoder)
+    clip.save(work / "clip")
+    clip = CXRClip.load(work / "clip")
+
+    table = pd.DataFrame({"study_id": [f"s{i:05d}" for i in range(len(texts))], "split": "train", "text": texts})
+    table.to_parquet(work / "reports.parquet")
+    shape = build_index(table, encoder, clip, work / "package" / "index")
+    card = model_card({"text_encoder": work / "encoder", "clip": work / "clip", "clean_reports": work / "reports.parquet"},
+                      {"bench": True}, {"text_encoder": {"content_hash": encoder.content_hash()}}, None, shape,
+                      root=ROOT)
+    write_json(work / "package" / "model_card.json", card)
+    save_models(work / "encoder", work / "clip", work / "package")
+
+    synth = SynthParams(out=str(work / "raw"), metrics=str(work / "synth.json"), n_studies=max(8, n_images // 2),
+                        workers=1)
+    generate(synth, progress=False)
+    dicoms = []
+    for path in sorted((work / "raw").rglob("*.dcm")):
+        try:
+            load_frame(path)
+            dicoms.append(path.read_bytes())
+        except ValueError:
+            continue  # the archive plants corrupt and truncated files
+    images = [dicoms[i % len(dicoms)] for i in range(n_images)]
+    return encoder, clip, card["version"], texts, images
+
+
+def best_in_process(fn, items, batch_sizes) -> dict:
+    """Items per second at each batch size (best of two passes) and the best of them."""
+    fn(items[:8], 8)  # warm-up
+    rates = {}
+    for b in batch_sizes:
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            fn(items, b)
+            best = min(best, time.perf_counter() - start)
+        rates[b] = len(items) / best
+    top = max(rates, key=rates.get)
+    return {"per_s": round(rates[top], 1), "best_batch_size": top, "by_batch_size": {k: round(v, 1) for k, v in rates.items()}}
+
+
+def serve(version: str, log: Path) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CXR_PACKAGE_VERSION": version, "PYTHONPATH": str(ROOT)}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", "serving.service:CXRService",
+                                 "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise RuntimeError(f"server not ready in 600 s:\n{log.read_text()[-3000:]}")
+
+
+def hammer(url: str, requests: list[dict], clients: int) -> dict:
+    """Send every request from `clients` threads (one keep-alive connection each); throughput, latency."""
+    import httpx
+
+    def worker(chunk):
+        out = []
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for req in chunk:
+                start = time.perf_counter()
+                r = client.post(**req)
+                out.append((time.perf_counter() - start, r.status_code))
+        return out
+
+    chunks = [requests[i::clients] for i in range(clients)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = [x for part in pool.map(worker, chunks) for x in part]
+    wall = time.perf_counter() - start
+    latencies = np.array([t for t, _ in results]) * 1000
+    errors = sum(code != 200 for _, code in results)
+    return {"per_s": round(len(requests) / wall, 1), "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+            "p99_ms": round(float(np.percentile(latencies, 99)), 1), "errors": errors}
+
+
+def batch_histogram(url: str, method: str) -> dict:
+    """Mean batch size and the histogram buckets the server recorded for one API."""
+    import httpx
+
+    lines = [x for x in httpx.get(f"{url}/metrics").text.splitlines()
+             if x.startswith("bentoml_service_adaptive_batch_size") and f'method_name="{method}"' in x]
+    value = lambda name: sum(float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith(name))  # noqa: E731
+    count, total = value("bentoml_service_adaptive_batch_size_count"), value("bentoml_service_adaptive_batch_size_sum")
+    buckets = {x.split('le="')[1].split('"')[0]: float(x.rsplit(" ", 1)[1]) for x in lines if "_bucket" in x}
+    return {"batches": int(count), "mean_batch_size": round(total / count, 2) if count else None,
+            "cumulative_buckets": buckets}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=512)
+    parser.add_argument("--images", type=int, default=128)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cxr-bench-serve-") as tmp:
+        os.environ["BENTOML_HOME"] = str(Path(tmp) / "bentoml")
+        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+        encoder, clip, version, texts, images = build_package(Path(tmp), args.requests, args.images)
+        sizes = [1, 8, 16, 32, 64]
+        text_local = best_in_process(lambda x, b: encoder.encode(x, batch_size=b), texts, sizes)
+        image_local = best_in_process(lambda x, b: clip.encode_image(x, batch_size=b), images, sizes)
+        proc, url = serve(version, Path(tmp) / "serve.log")
+        try:
+            hammer(url, [{"url": "/embed_text", "json": {"texts": [t]}} for t in texts[:64]], args.clients)  # warm-up
+            text_served = hammer(url, [{"url": "/embed_text", "json": {"texts": [t]}} for t in texts], args.clients)
+            text_batches = batch_histogram(url, "embed_text")
+            image_served = hammer(url, [{"url": "/embed_image", "files": [("images", ("x.dcm", b, "application/dicom"))]}
+                                        for b in images], args.clients)
+            image_batches = batch_histogram(url, "embed_image")
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+    print(json.dumps({
+        "machine": {"cpus": os.cpu_count(), "note": "shared machine; other jobs were running"},
+        "clients": args.clients,
+        "embed_text": {"requests": len(texts), "served": text_served, "in_process": text_local,
+                       "ratio": round(text_served["per_s"] / text_local["per_s"], 3), "batches": text_batches},
+        "embed_image": {"requests": len(images), "served": image_served, "in_process": image_local,
+                        "ratio": round(image_served["per_s"] / image_local["per_s"], 3), "batches": image_batches},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
