@@ -17,6 +17,8 @@ import yaml
 
 from tests.conftest import REPO, small_params_tree
 
+pytestmark = pytest.mark.slow  # each test trains the tiny CLIP model (and its upstream) end to end
+
 
 def _weights(out) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
