@@ -27,6 +27,7 @@ def _frame_and_dicom(small_params):
     raise AssertionError("no ingested image could be traced back to its DICOM")
 
 
+@pytest.mark.slow  # reads the model the tiny CLIP stage trains
 def test_frame_dicom_and_png_of_one_image_give_the_same_vector(clip_dir, small_params, tmp_path):
     from PIL import Image
 
@@ -88,6 +89,7 @@ def test_text_sampling_draws_only_report_sections_and_equivalent_variants(small_
     assert torch.equal(a["image"], b["image"]) and a["text"] == b["text"] and a["image"].shape == (3, 64, 64)
 
 
+@pytest.mark.slow  # reads the model the tiny CLIP stage trains
 def test_cxrclip_round_trip_is_exact_and_self_contained(clip_dir, tmp_path):
     from components.clip.model import CXRClip
     from components.encoder.text_encoder import TextEncoder
@@ -112,6 +114,7 @@ def test_cxrclip_round_trip_is_exact_and_self_contained(clip_dir, tmp_path):
         model.encode_text(texts, section="history")
 
 
+@pytest.mark.slow  # reads the model the tiny CLIP stage trains
 def test_training_raises_retrieval_above_the_untrained_model(clip_dir, small_params):
     """The stage's eval.json: val image->report metrics of the untrained and of the kept model, and the
     kept model retrieves its own training reports better than the untrained one (the tiny set's 5
@@ -120,6 +123,9 @@ def test_training_raises_retrieval_above_the_untrained_model(clip_dir, small_par
     from components.clip.train import build_model, load_text_encoder, validate
 
     result = json.loads((clip_dir / "eval.json").read_text())
+    vectors = json.loads((clip_dir / "train_summary.json").read_text())["text_vectors"]
+    # section texts are not in the embed stage's output: encoded by this run or an earlier one of the session
+    assert vectors["from_embeddings"] > 0 and vectors["encoded"] + vectors["from_cache"] > 0
     assert set(result["before"]) == set(result["after"]) and result["after"]["n"] == result["val"]["studies"]
     p = small_params.clip
     studies, _ = load_studies(p.ingest, p.clean, p.variants, "train")
@@ -141,6 +147,7 @@ def test_training_raises_retrieval_above_the_untrained_model(clip_dir, small_par
     assert (clip_dir / "val_grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # trains one step of every text mode and tower
 @pytest.mark.parametrize("mode,tower", [("cached", "bert_baseline"), ("cached", "minilm"),
                                         ("online", "llm2vec4cxr"), ("online", "bert_baseline"),
                                         ("online", "minilm"), ("online", "openclip")])

@@ -17,6 +17,8 @@ import yaml
 
 from tests.conftest import REPO, small_params_tree
 
+pytestmark = pytest.mark.slow  # each test trains the tiny CLIP model (and its upstream) end to end
+
 
 def _weights(out) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
@@ -83,6 +85,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(small_params, embeddin
     assert resumed["resumed_from"] >= 6
     straight = train_clip(p, small_params.ingest)
     assert straight["resumed_from"] == 0
+    assert straight["text_vectors"]["encoded"] == 0  # what earlier runs encoded came from the cache
     _assert_same_run(p.out, killed.out)
     assert json.loads((Path(p.out) / "eval.json").read_text()) == json.loads((Path(killed.out) / "eval.json").read_text())
     assert not (tmp_path / "killed.work").exists()
