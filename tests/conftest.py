@@ -38,7 +38,8 @@ SMALL = {
         "mntp": {"max_length": 64, "lora": {"r": 4, "alpha": 8},
                  "loop": {"steps": 6, "batch_size": 8, "lr": 0.001, "warmup_steps": 1, "checkpoint_every": 0,
                           "progress": False}},
-        "contrastive": {"max_length": 64, "lora": {"r": 4, "alpha": 8},
+        "contrastive": {"max_length": 96,  # room for the instruction with a 24-study tokenizer
+                        "lora": {"r": 4, "alpha": 8},
                         "loop": {"steps": 6, "batch_size": 8, "lr": 0.0005, "warmup_steps": 1,
                                  "checkpoint_every": 0, "progress": False}},
     },
