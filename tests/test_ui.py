@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from components.stages import all_stages
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow  # starts a real webserver and its code server (about a minute on 2 cores)
@@ -84,15 +83,23 @@ def webserver(tmp_path, request):
 def test_webserver_serves_every_asset_check_and_job(webserver):
     data = _graphql(webserver, QUERY)
     assert "errors" not in data, data
+    import yaml
+
+    from components.stages import instances
+    from orchestration.assets import asset_name
+
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data["data"]["assetNodes"]}
-    assert set(nodes) == {s.asset for s in all_stages()}
-    for s in all_stages():
-        node = nodes[s.asset]
+    expected = {asset_name(s, item): s for s, item in instances(yaml.safe_load((REPO / "params.yaml").read_text()))}
+    assert set(nodes) == set(expected)  # a foreach stage's items are assets of their own
+    for name, s in expected.items():
+        node = nodes[name]
         assert node["groupName"] == s.group and "full_pipeline" in node["jobNames"]
-        assert {c["name"] for c in node["assetChecksOrError"]["checks"]} == {c.name for c in s.checks}
+        checks = {c["name"] for c in node["assetChecksOrError"]["checks"]}
+        assert checks == ({c.name for c in s.checks} if name == s.asset else set()), name
     (repo,) = data["data"]["repositoriesOrError"]["nodes"]
     jobs = {j["name"] for j in repo["jobs"]}
-    assert {"full_pipeline", "retrain_from_encoder"} <= jobs
+    assert {"full_pipeline", "retrain_from_encoder", "reevaluate"} <= jobs
+    assert "reevaluate" in nodes["evaluation"]["jobNames"] and "reevaluate" not in nodes["text_encoder"]["jobNames"]
     assert "retrain_from_encoder" in nodes["text_embeddings"]["jobNames"]
     assert "retrain_from_encoder" not in nodes["clean_reports"]["jobNames"]  # data stages are kept
 
