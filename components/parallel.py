@@ -43,9 +43,13 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def _worker(conn, fn: Callable) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent around the fork
     while True:
         try:
             chunk = conn.recv()
@@ -83,7 +87,13 @@ class _Pool:
     def _spawn(self) -> None:
         parent, child = self.ctx.Pipe()
         proc = self.ctx.Process(target=_worker, args=(child, self.fn), daemon=True)
-        proc.start()
+        # A stop signal handled inside fork()'s hooks would be swallowed ("Exception ignored"): hold it
+        # until the fork is done, then it unwinds the stage as usual.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         child.close()
         self.procs[parent] = [proc, None]
 

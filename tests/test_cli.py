@@ -81,7 +81,9 @@ def test_cli_synth_then_ingest(tmp_path, monkeypatch):
     summary = json.loads(result.stdout)
     assert summary["conservation_ok"] and summary["traps"]["all_accounted"]
     assert (tmp_path / "ing" / "preview.png").read_bytes()[:4] == b"\x89PNG"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ing", "raw"]  # nothing written outside --out
+    # nothing written outside --out but tool state (.cxr: the run log, like Dagster's home)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cxr", "ing", "raw"]
+    assert [p.name for p in (tmp_path / ".cxr").iterdir()] == ["runs"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -147,7 +147,9 @@ def test_failed_quality_suite_stops_clean_with_the_data_docs_path(tmp_path, inge
     result = runner.invoke(app, ["clean", "--input", str(ingest_dir), "--out", str(out),
                                  "--set", "clean.quality.max_chars=30"])
     assert result.exit_code == 1
-    docs = out.resolve() / "gx" / "data_docs" / "index.html"
+    from components.reports.clean import data_docs_dir
+
+    docs = (data_docs_dir(out) / "index.html").resolve()
     assert f"see the Data Docs at {docs}" in result.stderr and docs.is_file()
     assert "expect_column_values_to_be_between(n_chars)" in result.stderr
     assert json.loads((out / "metrics.json").read_text())["gx_success"] is False  # metrics with the output

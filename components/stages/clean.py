@@ -29,7 +29,9 @@ def run(params) -> dict:
     summary = clean(params.clean)
     quality = summary["quality"]
     if not quality["success"] and params.clean.quality.blocking:
-        docs = (Path(params.clean.out) / "gx" / "data_docs" / "index.html").resolve()
+        from components.reports.clean import data_docs_dir
+
+        docs = (data_docs_dir(params.clean.out) / "index.html").resolve()
         summary["gate_failed"] = (f"Great Expectations suite failed ({', '.join(quality.get('failed', [])[:5])}); "
                                   f"see the Data Docs at {docs} (--set clean.quality.blocking=false to carry on)")
     return summary
