@@ -233,8 +233,11 @@ def train_clip(p: ClipParams, ingest=None) -> dict:
     after, image_vecs, text_vecs = validate(model, val_set, text_input, p.eval_batch_size) if d.main and val_studies \
         else ({}, None, None)
     result = {"before": before, "after": after, "best_step": best["step"] if best else loop_cfg.steps,
-              "train": train_counts, "val": val_counts, "text_vectors": vector_stats}
-    summary = {**summary, **result, "logit_scale": model.logit_scale, "encoder_hash": encoder_hash}
+              "train": train_counts, "val": val_counts}
+    # encoded / from_cache are run facts (components.io.RUN_FACTS): the run log keeps them, tracked files not
+    summary = {**summary, **result, "logit_scale": model.logit_scale, "encoder_hash": encoder_hash,
+               "text_vectors": {k: vector_stats[k] for k in ("texts", "from_embeddings") if k in vector_stats},
+               **{k: vector_stats[k] for k in ("encoded", "from_cache") if k in vector_stats}}
 
     def save(tmp: Path):
         model.save(tmp)

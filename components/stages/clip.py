@@ -47,9 +47,11 @@ def metadata(params, summary: dict) -> dict:
             for k, v in summary["after"].items() if k != "n"]
     meta = {"final_loss": summary["final_loss"], "logit_scale": summary["logit_scale"],
             "best_step": summary["best_step"], "val_studies": summary["val"]["studies"],
-            "validation_retrieval": md(md_table(rows)), "seconds": summary["seconds"],
+            "validation_retrieval": md(md_table(rows)),
             "text_mode": params.clip.text_mode, "text_tower": params.clip.text_tower,
             "encoder_hash": str(summary.get("encoder_hash"))}
+    if "seconds" in summary:  # a torchrun launch returns rank 0's tracked summary, without run facts
+        meta["seconds"] = summary["seconds"]
     if steps:
         xs = [x["step"] for x in steps]
         meta["loss_curve"] = png_md(line_png(xs, [x["loss"] for x in steps], "loss"), "loss")
