@@ -48,5 +48,6 @@ serve: setup  ## the BentoML service on http://127.0.0.1:3001 (foreground, Ctrl-
 bench: setup  ## benchmarks; each prints JSON
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-clean:  ## remove pipeline outputs and tool state (not .venv)
-	rm -rf data/raw data/ingested data/metrics $(CXR_HOME)
+clean:  ## remove everything the demo made: pipeline outputs, DVC's run cache, tool state (not .venv)
+	find data -mindepth 1 -maxdepth 1 ! -name .gitignore -exec rm -rf {} +
+	rm -rf $(CXR_HOME) .dvc/cache .dvc/tmp dvc.lock
