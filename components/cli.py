@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from components.parallel import request_stop
 from components.stages import ORDER, module
 
 app = typer.Typer(help=__doc__.split("\n")[0], no_args_is_help=True, add_completion=False,
@@ -297,7 +298,7 @@ def lineage(path: Annotated[Path, typer.Argument(help="an artifact: a stage outp
 def _terminate(signum, frame):  # noqa: ARG001
     """SIGTERM (Dagster cancelling a run, `kill`) unwinds like Ctrl-C: temp folders are removed,
     workers stopped, the output lock released."""
-    raise SystemExit(128 + signum)
+    request_stop(signum)
 
 
 @app.callback()

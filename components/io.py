@@ -20,6 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.parallel import raise_if_stopped
+
 
 class OutputError(ValueError):
     """The output location is unusable (it would overwrite an input, a file, or a busy folder).
@@ -133,6 +135,11 @@ def atomic_dir(out: str | Path, inputs=()):
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            raise_if_stopped()  # a stop request swallowed mid-run never publishes its output
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

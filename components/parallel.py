@@ -44,6 +44,19 @@ def _die_with_parent() -> None:
 
 
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_stopped: list[int] = []  # stop signals received by this process
+
+
+def request_stop(signum: int) -> None:
+    """A stop signal's handler: unwind now (SystemExit). Python swallows an exception raised while a
+    finalizer or fork hook runs, so the request is also remembered and raise_if_stopped() re-raises it."""
+    _stopped.append(signum)
+    raise SystemExit(128 + signum)
+
+
+def raise_if_stopped() -> None:
+    if _stopped:
+        raise SystemExit(128 + _stopped[0])
 
 
 def _worker(conn, fn: Callable) -> None:
@@ -104,6 +117,7 @@ class _Pool:
         done: dict[int, object] = {}
         next_out = 0
         while next_out < len(items):
+            raise_if_stopped()
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
