@@ -45,8 +45,8 @@ SMALL = {
     },
     "embed": {"batch_size": 16},
     # a tiny LLM2CLIP4CXR: 64 px frames straight from ingest, a 0.1M-parameter ViT, a few dozen steps
-    "clip": {"workers": 0, "eval_every": 10, "grid_images": 2, "text_batch_size": 32,
-             "loop": {"steps": 30, "batch_size": 8, "lr": 0.003, "warmup_steps": 3, "checkpoint_every": 0,
+    "clip": {"workers": 0, "eval_every": 0, "grid_images": 2, "text_batch_size": 32,
+             "loop": {"steps": 60, "batch_size": 16, "lr": 0.002, "warmup_steps": 5, "checkpoint_every": 0,
                       "progress": False}},
     "audit": {"dagster_home": False},  # the session's Dagster home is shared: audited in pipeline tests only
     # the evaluation on one ablation arm, few resamples, a handful of ranked studies
