@@ -63,7 +63,7 @@ def load(params_file: Path | None, sets: list[str] | None, **shorthands):
 
     overrides = list(sets or []) + [f"{k}={json.dumps(v)}" for k, v in shorthands.items() if v is not None]
     if params_file is None and not Path("params.yaml").exists():
-        typer.echo(f"note: no params.yaml in {Path.cwd()}; using the built-in defaults of components/params.py "
+        typer.echo(f"note: no params.yaml in {Path.cwd()}; using the built-in defaults of components/params/ "
                    "(pass --params FILE to use another)", err=True)
     return load_params(params_file, overrides)
 

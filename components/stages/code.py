@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # the params schema (DVC tracks the values each stage reads, and params.yaml holds every key), and the
 # Dagster metadata channel.
 NOT_CODE = {"components/stages/__init__.py", "components/stages/base.py", "components/stages/code.py",
-            "components/params.py", "components/pipes.py", "components/__init__.py"}
+            "components/pipes.py", "components/__init__.py"}
+NOT_CODE_DIRS = ("components/params/",)  # the params schema, all of it
 DATA_SUFFIXES = (".yaml", ".yml", ".json", ".txt", ".csv")
 PACKAGES = ("components", "serving")  # the project's code a stage can import (serving: the package stage)
 
@@ -55,13 +56,17 @@ def _data_files(module: Path) -> list[Path]:
     return found
 
 
+def _not_code(rel: str) -> bool:
+    return rel in NOT_CODE or rel.startswith(NOT_CODE_DIRS)
+
+
 def code_deps(stage: str) -> list[str]:
     """Repository-relative paths of every source and data file stage `stage` depends on, sorted."""
     seen: set[Path] = set()
     todo: list[Path | None] = [_file_of(f"components.stages.{stage.replace('-', '_')}")]
     while todo:
         path = todo.pop()
-        if path is None or path in seen or path.relative_to(ROOT).as_posix() in NOT_CODE:
+        if path is None or path in seen or _not_code(path.relative_to(ROOT).as_posix()):
             continue
         seen.add(path)
         todo += [_file_of(name) for name in _parse(path)[0]]
@@ -70,7 +75,7 @@ def code_deps(stage: str) -> list[str]:
             todo.append(parent)
     files = seen | {d for p in seen for d in _data_files(p)}
     rel = {p.relative_to(ROOT).as_posix() for p in files}
-    return sorted(rel - NOT_CODE)
+    return sorted(r for r in rel if not _not_code(r))
 
 
 def code_version(stage: str) -> str:
