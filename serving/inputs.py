@@ -93,14 +93,15 @@ def decode_upload(data: bytes, declared: str | None) -> np.ndarray:
     if kind and claimed and kind != claimed:
         raise UnsupportedMediaType(f"declared {declared} but the content is {kind.upper()}")
     kind = kind or "dicom"
+    try:
+        return load_frame(data, DECODE["resolution"], DECODE["percentiles"])
+    except Exception:  # noqa: BLE001 - any decoder failure on untrusted bytes is the upload's fault
+        pass
+    # Only a failed decode pays for a second look, to say why (the happy path parses once).
+    log.info("rejected a %s upload: could not be decoded", kind)  # the reason only, never content
     if kind == "dicom" and not _has_pixel_data(data):
         raise Unprocessable("the DICOM has no pixel data (a structured report or a header-only object?)")
-    try:
-        frame = load_frame(data, DECODE["resolution"], DECODE["percentiles"])
-    except Exception:  # noqa: BLE001 - any decoder failure on untrusted bytes is the upload's fault
-        log.info("rejected a %s upload: could not be decoded", kind)  # the reason only, never content
-        raise Unprocessable(f"could not decode the {kind.upper()} image (corrupt or unsupported)") from None
-    return frame
+    raise Unprocessable(f"could not decode the {kind.upper()} image (corrupt or unsupported)")
 
 
 def _read(value: Any) -> tuple[bytes, str | None]:
