@@ -69,6 +69,7 @@ def test_cli_help_lists_stages():
 
 def test_cli_synth_then_ingest(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no params.yaml here: defaults, outputs under ./data
+    monkeypatch.delenv("CXR_HOME", raising=False)  # tool state at its default, ./.cxr (make exports its own)
     result = runner.invoke(app, ["synth", "--n-studies", "24", "--seed", "5", "--out", "raw",
                                  "--set", "synth.image_size=96", "--set", "synth.workers=1"])
     assert result.exit_code == 0, result.output

@@ -13,8 +13,10 @@ from components.synth.phi import PHI_KINDS, plant_report_phi
 from components.synth.report_writer import STYLES, render_report
 from components.synth.truth import DEVICE_POSITIONS, Finding, StudyTruth, _device_side, sample_truth
 
-CLEAN = SynthNoise(deid_token_rate=0, typo_rate=0, wrap_rate=0)
-NOISY = SynthNoise(deid_token_rate=1, typo_rate=1, wrap_rate=1)
+# The base renderer's vocabulary is checked without the real-phrasing layer (synth/phrasing.py), whose
+# rewrites (vascular congestion for edema, dictation typos) the labeler tests cover.
+CLEAN = SynthNoise(deid_token_rate=0, typo_rate=0, wrap_rate=0, real_phrasing_rate=0)
+NOISY = SynthNoise(deid_token_rate=1, typo_rate=1, wrap_rate=1, real_phrasing_rate=0)
 PROSE_STYLES = ("full", "impression_only", "numbered")
 SAMPLED = [sample_truth(i, 10_000 + i, 0, SynthParams()) for i in range(300)]
 
@@ -81,7 +83,7 @@ def test_every_style_renders_and_bad_style_fails():
 
 
 def test_same_truth_and_seed_give_the_same_text():
-    half = SynthNoise(deid_token_rate=0.5, typo_rate=0.5, wrap_rate=0.5)  # a global-rng draw would show here
+    half = SynthNoise(deid_token_rate=0.5, typo_rate=0.5, wrap_rate=0.5, real_phrasing_rate=0)  # a global-rng draw would show here
     for t in SAMPLED[:60]:
         assert render(t, 7, half) == render(t, 7, half)
     assert len({render(SAMPLED[0], seed, half) for seed in range(20)}) > 10
@@ -217,7 +219,7 @@ def test_deid_placeholders_appear_at_their_rate():
     for style in STYLES[:3] + STYLES[4:]:
         t.style = style
         for seed in range(10):
-            assert re.search(r"___|XXXX", render(t, seed, SynthNoise(deid_token_rate=1, typo_rate=0, wrap_rate=0)))
+            assert re.search(r"___|XXXX", render(t, seed, SynthNoise(deid_token_rate=1, typo_rate=0, wrap_rate=0, real_phrasing_rate=0)))
             assert not re.search(r"___|XXXX", render(t, seed, CLEAN))
 
 
@@ -226,7 +228,7 @@ def test_typos_never_hit_clinical_words():
     for i, t in enumerate(SAMPLED):
         noisy = render(t, i, NOISY)
         text = flat(noisy)
-        changed += text != flat(render(t, i, SynthNoise(deid_token_rate=1, typo_rate=0, wrap_rate=0)))
+        changed += text != flat(render(t, i, SynthNoise(deid_token_rate=1, typo_rate=0, wrap_rate=0, real_phrasing_rate=0)))
         for f in t.findings:
             assert re.search(MENTION[f.observation], text), (f, text)
             if t.style != "abbreviated" and f.laterality in ("left", "right") and f.zone != "middle":

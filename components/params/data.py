@@ -14,6 +14,8 @@ class SynthNoise(_Section):
     deid_token_rate: float = Field(0.5, ge=0, le=1)
     typo_rate: float = Field(0.05, ge=0, le=1)
     wrap_rate: float = Field(0.3, ge=0, le=1)
+    # each of radiologists' phrasings the base renderer lacks (components/synth/phrasing.py), drawn at this rate
+    real_phrasing_rate: float = Field(0.15, ge=0, le=1)
 
 
 class SynthTraps(_Section):

@@ -438,7 +438,7 @@ def render_report(truth: StudyTruth, rng: np.random.Generator, noise: SynthNoise
         raise ValueError(f"unknown report style {truth.style!r}; known: {list(STYLES)}")
     style = "full" if truth.style == "terse_normal" and truth.findings else truth.style
     deid = pick(rng, ("mimic", "openi")) if rng.random() < noise.deid_token_rate else None
-    text = real_phrasings(_RENDERERS[style](truth, rng, deid), truth)  # own seed: rng stream unchanged
+    text = real_phrasings(_RENDERERS[style](truth, rng, deid), truth, noise.real_phrasing_rate)  # own seed
     # Draw both noise decisions unconditionally so rates do not shift the rng stream of later draws.
     typo, wrap = rng.random() < noise.typo_rate, rng.random() < noise.wrap_rate
     if typo:
