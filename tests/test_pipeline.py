@@ -74,7 +74,8 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     assert summary["studies"]["in"] == 24 and summary["conservation_ok"]
     assert summary["traps"]["all_accounted"]
     shown = _run(["dvc", "metrics", "show", "--json"], root).stdout
-    metrics = {Path(path).stem: m["data"] for path, m in json.loads(shown)[""]["data"].items()}
+    # stages after clip have not run here: their metrics files are reported missing, not read
+    metrics = {Path(path).stem: m["data"] for path, m in json.loads(shown)[""]["data"].items() if "data" in m}
     assert metrics["ingest"]["conservation_ok"] and metrics["ingest"]["traps_all_accounted"]
     assert metrics["synth"]["studies"] == 24 and metrics["clean"]["gx_success"]
     assert metrics["variants"]["accepted"] > 0
