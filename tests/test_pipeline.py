@@ -80,7 +80,9 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     assert metrics["synth"]["studies"] == 24 and metrics["clean"]["gx_success"]
     assert metrics["variants"]["accepted"] > 0
     plots = _run(["dvc", "plots", "show", "--json"], root).stdout
-    assert "encoder_loss.json" in plots and '"loss"' in plots and "errors" not in json.loads(plots)
+    assert "encoder_loss.json" in plots and '"loss"' in plots
+    missing = [e["name"] for e in json.loads(plots).get("errors", [])]  # only the stages after clip's plots
+    assert all(name.startswith(("data/ablation/", "data/eval/")) for name in missing), missing
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip",
                                    "audit-phi"}
