@@ -84,10 +84,9 @@ def test_dvc_repro_runs_stages_and_tracks_changes(tmp_path):
     missing = [e["name"] for e in json.loads(plots).get("errors", [])]  # only the stages after clip's plots
     assert all(name.startswith(("data/ablation/", "data/eval/")) for name in missing), missing
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip",
-                                   "audit-phi"}
-    audit = json.loads((root / "data/audit/phi.json").read_text())
-    assert audit["passed"] and audit["planted_values"] > 0 and audit["files_scanned"] > 10
+    # audit-phi follows the evaluation, which needs a test split this 24-study project lacks: the
+    # Dagster test below runs the audit, tests/test_evaluation_stage.py the evaluation through DVC
+    assert set(lock["stages"]) == {"synth", "ingest", "clean", "variants", "encoder", "baselines", "embed", "clip"}
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["resolution"] == 64
 
     assert "didn't change" in _run(["dvc", "repro", "clip"], root).stdout  # nothing to do
