@@ -23,6 +23,7 @@ def _run(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.Compl
     return result
 
 
+@pytest.mark.slow  # materializes through the Dagster CLI end to end
 @pytest.mark.timeout(300)
 def test_dagster_cli_materializes_a_selection(tmp_path):
     """`dagster asset materialize --select` parses its selection (antlr >= 4.10) and runs the stage."""

@@ -107,6 +107,7 @@ def test_sigterm_stops_ingest_and_its_workers_cleanly(small_params, synth_dir, t
     assert report["orphans"] == [] and leftovers(out) == [] and not out.exists()
 
 
+@pytest.mark.slow  # kills a stage and reruns it end to end
 @pytest.mark.timeout(300)
 def test_sigkilled_clean_reruns_to_the_same_output(small_params, clean_dir, tmp_path):
     params, out = _params_file(small_params, tmp_path), tmp_path / "clean"

@@ -87,6 +87,7 @@ def _count(db) -> int:
         return 0
 
 
+@pytest.mark.slow  # kills a stage and reruns it end to end
 @pytest.mark.timeout(300)
 def test_killed_run_resumes_without_regenerating(small_params, variants_dir, tmp_path):
     """SIGKILL a real `cxr variants` half-way; the rerun keeps every finished variant and the
