@@ -189,3 +189,12 @@ def packaged(package_params, small_params) -> dict:
     summary = build_package(package_params, record)
     summary["models"] = save_models(package_params.encoder, package_params.clip, package_params.out)
     return summary
+
+
+def run_checked(cmd: list[str], cwd: Path) -> str:
+    """Run a command in a test project; its stdout, or a failure showing the end of both streams."""
+    import subprocess
+
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import REPO, small_params_tree
+from tests.conftest import run_checked as _run, REPO, small_params_tree
 
 pytestmark = pytest.mark.slow  # each test trains the tiny CLIP model (and its upstream) end to end
 
@@ -118,12 +118,6 @@ def _project(root: Path, small_params) -> Path:
     tree["clip"]["loop"]["steps"] = 4
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     return root
-
-
-def _run(cmd: list[str], cwd: Path) -> str:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout
 
 
 @pytest.mark.timeout(600)

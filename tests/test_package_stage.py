@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, small_params_tree
+from tests.conftest import run_checked as _run, REPO, small_params_tree
 
 
 def _project(root: Path, package_params) -> Path:
@@ -30,12 +29,6 @@ def _project(root: Path, package_params) -> Path:
     tree["package"].update(batch_size=16)
     (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     return root
-
-
-def _run(cmd: list[str], cwd: Path) -> str:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout
 
 
 @pytest.mark.slow
