@@ -113,7 +113,7 @@ def run_stage(name: str, params, item: str = "") -> dict:
     scoped = ScopedParams(params, stage_module.STAGE.params)
     per_item = (item,) if stage_module.STAGE.foreach else ()
     summary = stage_module.run(scoped, *per_item)
-    _log_run(stage_module.STAGE.instance(item), summary, scoped.digest())
+    _log_run(stage_module.STAGE, item, params, summary, scoped.digest())
     if under_dagster():
         report_materialization({**stage_module.metadata(scoped, summary, *per_item), "params_hash": scoped.digest(),
                                 "code_version": code_version(name),
@@ -121,22 +121,21 @@ def run_stage(name: str, params, item: str = "") -> dict:
     return summary
 
 
-def _log_run(name: str, summary: dict, params_hash: str) -> None:
-    """Append the run's facts (timings, throughput, cache hits: what tracked files must not hold, see
-    components.io.RUN_FACTS) to the untracked run log $CXR_HOME/runs/<stage>.jsonl."""
+def _log_run(stage, item: str, params, summary: dict, params_hash: str) -> None:
+    """Write the run's facts (timings, throughput, cache hits: what tracked files must not hold, see
+    components.io.RUN_FACTS) to `_run/<stage>.json` in the stage's first output, which DVC ignores."""
     import socket
     from datetime import datetime, timezone
 
-    from components.io import stable
+    from components.io import run_dir, stable, write_json
+    from components.stages.base import resolve
 
     kept = stable(summary)
-    record = {"stage": name, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    record = {"stage": stage.instance(item), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "hostname": socket.gethostname(), "params_hash": params_hash,
               **{k: v for k, v in summary.items() if k not in kept}}
-    log = Path(os.environ.get("CXR_HOME", ".cxr")) / "runs" / f"{name}.jsonl"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
+    first = resolve((stage.outs or stage.metrics)[0], params.model_dump(mode="json"), item)
+    write_json(run_dir(first) / f"{stage.instance(item)}.json", record)
 
 
 def _stage_command(name: str):

@@ -165,8 +165,20 @@ def write_json(path: str | Path, obj) -> None:
 
 # Facts about a run rather than its result: they differ between two runs on the same inputs, so a file DVC
 # tracks (an out, a metrics file) must not hold them, or a rerun changes its hash and re-runs everything
-# downstream. The CLI writes them to the untracked run log (.cxr/runs/<stage>.jsonl) instead.
+# downstream. The CLI writes them to the run folder inside the output instead (see run_dir).
 RUN_FACTS = frozenset({"seconds", "from_cache", "generated", "encoded", "started", "hostname"})
+
+# Inside a stage's output, the folder for what describes the run rather than its result (the run log,
+# the GX Data Docs whose pages name the run time). .dvcignore lists it, so DVC's hash of the output, and
+# with it everything downstream, does not change when only the run did; a run writes nothing outside
+# its output, and the run's record travels with it.
+RUN_DIR = "_run"
+
+
+def run_dir(out: str | Path) -> Path:
+    """The run folder of an output: inside it when it is a folder, beside it when it is a file."""
+    out = Path(out)
+    return (out if out.is_dir() or not out.suffix else out.parent) / RUN_DIR
 
 
 def stable(record: dict) -> dict:

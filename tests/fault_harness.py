@@ -92,7 +92,7 @@ def _stable(value):
     return value
 
 
-def differences(a: Path, b: Path, skip: tuple[str, ...] = ("data_docs", "metrics.json")) -> list[str]:
+def differences(a: Path, b: Path, skip: tuple[str, ...] = ("_run", "metrics.json")) -> list[str]:
     """Files that differ between two output folders (JSON compared without timing keys)."""
     def files(root: Path) -> set[str]:
         return {str(p.relative_to(root)) for p in root.rglob("*")

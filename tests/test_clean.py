@@ -55,7 +55,7 @@ def test_conservation_and_checks_pass(outputs, clean_dir, ingest_dir):
     gx = _checks(clean_dir).quality()
     assert gx["passed"], gx["failed_expectations"]
     assert (clean_dir / "gx" / "results.json").exists() and not (clean_dir / "gx" / "data_docs").exists()
-    assert (clean_dir.with_name(f"{clean_dir.name}.data_docs") / "index.html").exists()  # outside DVC's out
+    assert (clean_dir / "_run" / "data_docs" / "index.html").exists()  # in the run folder DVC ignores
 
 
 def test_labels_agree_with_the_truth(outputs):

@@ -82,9 +82,10 @@ def test_cli_synth_then_ingest(tmp_path, monkeypatch):
     summary = json.loads(result.stdout)
     assert summary["conservation_ok"] and summary["traps"]["all_accounted"]
     assert (tmp_path / "ing" / "preview.png").read_bytes()[:4] == b"\x89PNG"
-    # nothing written outside --out but tool state (.cxr: the run log, like Dagster's home)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".cxr", "ing", "raw"]
-    assert [p.name for p in (tmp_path / ".cxr").iterdir()] == ["runs"]
+    # nothing written outside --out: the run log is in the output's run folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ing", "raw"]
+    log = json.loads((tmp_path / "ing" / "_run" / "ingest.json").read_text())
+    assert log["stage"] == "ingest" and log["seconds"]["total"] > 0 and "seconds" not in json.loads((tmp_path / "ing" / "summary.json").read_text())
 
 
 @pytest.mark.parametrize("args, message", [

@@ -131,7 +131,6 @@ def test_push_to_the_default_local_remote_and_pull_into_a_fresh_clone(repro):
 def test_a_rerun_on_the_same_inputs_changes_no_hash_and_nothing_downstream(repro, monkeypatch):
     """Tracked files hold no timings, dates or cache hits (they go to the run log), so forcing a stage to
     run again leaves its outs' hashes, and hence every downstream stage, as they were."""
-    import os
 
     root = repro
     before = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
@@ -142,8 +141,7 @@ def test_a_rerun_on_the_same_inputs_changes_no_hash_and_nothing_downstream(repro
         assert after[stage]["outs"] == before[stage]["outs"], stage
     assert "up to date" in _run(["dvc", "status", "clean"], root).stdout  # clean and everything above it
     assert "data_docs" not in json.dumps(after["clean"]["outs"])  # GX's HTML names its run time
-    runs = Path(os.environ.get("CXR_HOME", root / ".cxr")) / "runs" / "ingest.jsonl"
-    last = json.loads(runs.read_text().splitlines()[-1])
+    last = json.loads((root / "data/ingested/_run/ingest.json").read_text())  # in the folder .dvcignore names
     assert last["seconds"]["total"] > 0 and last["images_per_second"] > 0 and last["hostname"]
 
     # `cxr report`: each stage's few headline figures (its DVC metrics) and where its files are
@@ -206,3 +204,23 @@ def test_lineage_refuses_a_path_no_stage_wrote(tmp_path):
         trace(tmp_path, "params.yaml", verify=False)
     assert trace(tmp_path, "data/raw/synth/x.dcm", verify=False)["stage"] == "synth"
     assert json.dumps(trace(tmp_path, "data/raw/synth", verify=False))
+
+
+def test_the_run_folder_is_outside_dvc_hashes_and_ours_agree(tmp_path):
+    """A stage's `_run/` (run log, Data Docs) changes on every run; .dvcignore keeps it out of the hash
+    DVC records, and the model card's hash (components.packaging.lineage.dvc_hash) is that same hash."""
+    from components.packaging.lineage import dvc_hash
+
+    root = tmp_path / "p"
+    root.mkdir()
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"s": {
+        "cmd": "mkdir -p out/_run && echo result > out/a.txt && date +%s%N > out/_run/s.json", "outs": ["out"]}}}))
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
+        _run(cmd, root)
+    recorded = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["s"]["outs"][0]["md5"]
+    assert dvc_hash(root / "out") == recorded
+    (root / "out" / "_run" / "s.json").write_text("another run")
+    assert "up to date" in _run(["dvc", "status"], root).stdout and dvc_hash(root / "out") == recorded
+    (root / "out" / "a.txt").write_text("another result")  # the result itself still counts
+    assert dvc_hash(root / "out") != recorded and "modified" in _run(["dvc", "status"], root).stdout

@@ -20,9 +20,14 @@ def dvc_hash(path: str | Path) -> str:
     from dvc_data.hashfile.db import HashFileDB
     from dvc_objects.fs.local import LocalFileSystem
 
-    fs = LocalFileSystem()
+    from dvc.ignore import DvcIgnoreFilter
+
+    fs, path = LocalFileSystem(), Path(path).resolve()
+    # what .dvcignore excludes (run folders) is not part of DVC's hash either
+    root = next((p for p in path.parents if (p / ".dvc").is_dir()), None)
+    ignore = DvcIgnoreFilter(fs, str(root)) if root else None
     with tempfile.TemporaryDirectory() as tmp:  # dry_run writes nothing; the db is a formality
-        _, _, obj = build(HashFileDB(fs, tmp), str(Path(path).resolve()), fs, "md5", dry_run=True)
+        _, _, obj = build(HashFileDB(fs, tmp), str(path), fs, "md5", dry_run=True, ignore=ignore)
     return obj.hash_info.value
 
 

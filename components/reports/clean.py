@@ -8,7 +8,7 @@ Outputs (atomically, in the stage folder):
     summary.json        counts, label prevalence, PHI rate, validation verdict, and the
                         labeler's agreement with the dataset's reference labels (agreement.py)
     gx/                 Great Expectations results.json
-and, beside it (not tracked by DVC: its HTML holds run times), <out>.data_docs/ with the GX Data Docs.
+and, in its run folder _run/ (which DVC ignores: the HTML names the run time), data_docs/ with the GX Data Docs.
 Rows in (ingested studies) = rows out + rows quarantined.
 """
 
@@ -25,7 +25,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from components.chexpert import OBSERVATIONS, REFERENCE_COLUMNS
-from components.io import atomic_dir, check_output, stable, write_json, write_table
+from components.io import atomic_dir, check_output, run_dir, stable, write_json, write_table
 from components.parallel import WorkerCrashed, ordered_map
 from components.params import CleanParams
 from components.quarantine import SCHEMA as QUARANTINE
@@ -187,7 +187,7 @@ def clean(cfg: CleanParams, progress: bool = True) -> dict:
         write_table(tmp / "reports.parquet", rows, REPORTS_SCHEMA)
         write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE)
         table = pd.read_parquet(tmp / "reports.parquet")
-        quality = validate_reports(table, cfg.quality, tmp / "gx", data_docs_dir(cfg.out))
+        quality = validate_reports(table, cfg.quality, tmp / "gx", data_docs_dir(tmp))
         quality = {k: v for k, v in quality.items() if k not in ("results_path", "data_docs")}
         summary = _summary(studies, table, quarantine, quality)
         summary["phi"]["kinds_checked"] = list(cfg.phi_kinds)  # the blocking check re-reads these
@@ -201,9 +201,8 @@ def clean(cfg: CleanParams, progress: bool = True) -> dict:
 
 
 def data_docs_dir(out: str | Path) -> Path:
-    """Data Docs live beside the stage output, outside what DVC hashes (their pages name the run time)."""
-    out = Path(out)
-    return out.with_name(f"{out.name}.data_docs")
+    """Data Docs live in the output's run folder, which DVC does not hash (their pages name the run time)."""
+    return run_dir(out) / "data_docs"
 
 
 def _summary(studies: list[dict], table: pd.DataFrame, quarantine: Quarantine, quality: dict) -> dict:
