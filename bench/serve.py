@@ -188,8 +188,10 @@ def main() -> None:
             hammer(url, [{"url": "/embed_text", "json": {"texts": [t]}} for t in texts[:64]], args.clients)  # warm-up
             text_served = hammer(url, [{"url": "/embed_text", "json": {"texts": [t]}} for t in texts], args.clients)
             text_batches = batch_histogram(url, "embed_text")
-            image_served = hammer(url, [{"url": "/embed_image", "files": [("images", ("x.dcm", b, "application/dicom"))]}
-                                        for b in images], args.clients)
+            image_requests = [{"url": "/embed_image", "files": [("images", ("x.dcm", b, "application/dicom"))]}
+                              for b in images]
+            hammer(url, image_requests[:64], args.clients)  # warm-up, as the in-process side had
+            image_served = hammer(url, image_requests, args.clients)
             image_batches = batch_histogram(url, "embed_image")
         finally:
             os.killpg(proc.pid, signal.SIGTERM)

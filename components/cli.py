@@ -280,14 +280,21 @@ def report(params: ParamsFile = None, as_json: Annotated[bool, typer.Option("--j
 
 
 @app.command("lineage")
-def lineage(path: Annotated[Path, typer.Argument(help="an artifact: a stage output or a file inside one")],
+def lineage(target: Annotated[str, typer.Argument(
+                help="an artifact (a stage output or a file inside one), or a Bento or model tag of `cxr package`")],
             as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
             verify: Annotated[bool, typer.Option(help="ask `dvc status` whether the workspace matches")] = True):
     """The chain from an artifact back to raw data: each stage, its params, DVC hashes, the git commit."""
-    from components.lineage import find_root, format_trace, trace
+    from components.lineage import find_root, format_trace, trace, trace_package
 
+    path = Path(target)
     with user_errors():
-        t = trace(find_root(path.resolve()), path.resolve(), verify=verify)
+        if path.exists() or ":" not in target:
+            t = trace(find_root(path.resolve()), path.resolve(), verify=verify)
+        else:  # a tag: the model card it carries leads to the dvc.lock that made it
+            from serving.bento import stored_card  # BentoML stays out of components' module imports
+
+            t = trace_package(find_root(Path.cwd()), stored_card(target), verify=verify)
     if as_json:
         _print(t)
     else:

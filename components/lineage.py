@@ -133,13 +133,14 @@ def _stale(root: Path) -> dict | None:
         return None
 
 
-def trace(root: str | Path, path: str | Path, verify: bool = True) -> dict:
+def trace(root: str | Path, path: str | Path, verify: bool = True, lock: dict | None = None,
+          commit: str | None = None) -> dict:
     """The chain from `path` back to raw data: every stage it descends from (upstream first) with the
-    params it read and the hashes of its data deps and outs; code deps summarised; git commit."""
+    params it read and the hashes of its data deps and outs; code deps summarised; git commit.
+    `lock`/`commit`: trace a committed dvc.lock instead of the workspace's."""
     root = Path(root).resolve()
-    target = Path(path)
-    rel = _norm(os.path.relpath(target.resolve() if target.is_absolute() else (root / target).resolve(), root))
-    lock = load_lock(root)
+    rel = _relative(root, path)
+    lock = load_lock(root) if lock is None else lock
     found = producer(lock, rel)
     if found is None:
         produced = sorted(o["path"] for e in lock.values() for o in e.get("outs", []))
@@ -177,23 +178,66 @@ def trace(root: str | Path, path: str | Path, verify: bool = True) -> dict:
                      "md5": hashlib.md5("".join(_hash(d) for d in code).encode()).hexdigest() if code else None},
             "outs": [{"path": o["path"], "md5": _hash(o)} for o in entry.get("outs", [])],
         })
-    dirty = _git(root, "status", "--porcelain", "--", "dvc.lock", "params.yaml", "dvc.yaml", "components")
+    dirty = "" if commit else _git(root, "status", "--porcelain", "--", "dvc.lock", "params.yaml", "dvc.yaml",
+                                   "components")
     result = {
         "artifact": rel, "stage": first, "out": {"path": out["path"], "md5": _hash(out)},
         "file_md5": _member_hash(root, out, rel),
-        "git": {"commit": _git(root, "rev-parse", "HEAD") or None, "uncommitted": bool(dirty),
+        "git": {"commit": commit or _git(root, "rev-parse", "HEAD") or None, "uncommitted": bool(dirty),
                 "uncommitted_files": dirty.splitlines()},
         "sources": sources, "stages": stages,
     }
-    if verify:
+    if verify and commit is None:
         status = _stale(root)
         result["workspace_matches_lock"] = None if status is None else not any(s in status for s in order)
         result["changed_since_lock"] = None if status is None else {s: status[s] for s in order if s in status}
     return result
 
 
+def _relative(root: Path, path: str | Path) -> str:
+    path = Path(path)
+    return _norm(os.path.relpath(path.resolve() if path.is_absolute() else (root / path).resolve(), root))
+
+
+def recorded_locks(root: str | Path):
+    """(None, the workspace dvc.lock), then (commit, dvc.lock at that commit) for each commit that
+    changed it, newest first."""
+    try:
+        yield None, load_lock(root)
+    except FileNotFoundError:
+        pass
+    for commit in _git(Path(root), "log", "--format=%H", "--", "dvc.lock").split():
+        text = _git(Path(root), "show", f"{commit}:dvc.lock")
+        if text:
+            yield commit, (yaml.safe_load(text) or {}).get("stages", {})
+
+
+def trace_package(root: str | Path, card: dict, verify: bool = True) -> dict:
+    """The lineage of a package from its model card (what a Bento carries): the stage that read exactly
+    the card's inputs (path and DVC hash), found in the workspace dvc.lock or else in the newest
+    commit's dvc.lock that has it, traced from that stage's output back to raw data."""
+    root = Path(root).resolve()
+    wanted = {_relative(root, entry["path"]): entry["md5"] for entry in card["inputs"].values()}
+    for commit, lock in recorded_locks(root):
+        for entry in lock.values():
+            deps = {_norm(d["path"]): _hash(d) for d in entry.get("deps", [])}
+            if entry.get("outs") and all(deps.get(path) == md5 for path, md5 in wanted.items()):
+                result = trace(root, entry["outs"][0]["path"], verify, lock, commit)
+                result["package"] = {"version": card["version"], "tag": card.get("tag"), "inputs": wanted,
+                                     "recorded_in": f"dvc.lock at commit {commit}" if commit else "dvc.lock"}
+                return result
+    shown = ", ".join(f"{p} ({h})" for p, h in sorted(wanted.items()))
+    raise ValueError(f"no dvc.lock in {root} (workspace or git history) records a stage that read this package's "
+                     f"inputs {shown}: it was packaged in another checkout, or that dvc.lock was never committed")
+
+
 def format_trace(t: dict) -> str:
-    lines = [f"{t['artifact']}  <- stage `{t['stage']}`, out {t['out']['path']} (md5 {t['out']['md5']})"]
+    lines = []
+    if t.get("package"):
+        p = t["package"]
+        lines.append(f"{p['tag'] or p['version']}  = package {p['version']}, built from the inputs that "
+                     f"{p['recorded_in']} records for stage `{t['stage']}`:")
+    lines.append(f"{t['artifact']}  <- stage `{t['stage']}`, out {t['out']['path']} (md5 {t['out']['md5']})")
     if t.get("file_md5"):
         lines.append(f"  file md5 {t['file_md5']}")
     git = t["git"]

@@ -82,3 +82,25 @@ def build_bento(package_dir: str | Path) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"bentoml build failed:\n{done.stderr[-4000:] or done.stdout[-4000:]}")
     return bentoml.bentos.get(tag).tag.__str__()
+
+
+def stored_card(tag: str) -> dict:
+    """The model card of a Bento or of a model that `cxr package` saved, read from the BentoML store."""
+    import bentoml
+    from bentoml.exceptions import BentoMLException, NotFound
+
+    try:
+        models = [m.tag for m in bentoml.bentos.get(tag).info.models]
+    except NotFound:
+        models = [tag]  # a model tag (cxr-clip:<version>), or nothing known
+    except BentoMLException as e:
+        raise ValueError(f"{tag!r} is not a Bento or model tag: {e}") from None
+    for model in models:
+        try:
+            card = Path(bentoml.models.get(model).path) / CARD
+        except (NotFound, BentoMLException):
+            continue
+        if card.exists():
+            return {**json.loads(card.read_text()), "tag": tag}
+    raise ValueError(f"{tag} is neither a Bento nor a model of `cxr package` in the BentoML store "
+                     f"({os.environ.get('BENTOML_HOME', '~/bentoml')}); `bentoml list` shows what is there")

@@ -224,3 +224,38 @@ def test_the_run_folder_is_outside_dvc_hashes_and_ours_agree(tmp_path):
     assert "up to date" in _run(["dvc", "status"], root).stdout and dvc_hash(root / "out") == recorded
     (root / "out" / "a.txt").write_text("another result")  # the result itself still counts
     assert dvc_hash(root / "out") != recorded and "modified" in _run(["dvc", "status"], root).stdout
+
+
+def test_a_package_is_traced_through_the_dvc_lock_that_read_its_inputs_even_a_committed_one(tmp_path):
+    """`cxr lineage <Bento tag>` starts from the model card: the stage that read exactly the card's
+    inputs (paths and DVC hashes) is found in dvc.lock, or in the newest commit whose dvc.lock has it."""
+    from components.lineage import trace_package
+    from components.packaging.lineage import dvc_hash
+
+    root = tmp_path / "p"
+    root.mkdir()
+    stages = {"make": {"cmd": "mkdir -p m && echo model-$(cat seed) > m/w", "deps": ["seed"], "outs": ["m"]},
+              "pack": {"cmd": "mkdir -p pkg && cat m/w > pkg/card", "deps": ["m"], "outs": ["pkg"]}}
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    (root / "seed").write_text("1")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"], ["git", "add", "-A"],
+                [*git, "commit", "-qm", "first model"]):
+        _run(cmd, root)
+    first = _run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    card = {"version": "v1", "tag": "svc:v1", "inputs": {"model": {"path": str(root / "m"), "md5": dvc_hash(root / "m")}}}
+
+    t = trace_package(root, card, verify=False)  # the workspace lock records it
+    assert t["stage"] == "pack" and t["package"]["recorded_in"] == "dvc.lock"
+    assert [s["stage"] for s in t["stages"]] == ["make", "pack"] and "seed" in t["sources"]
+
+    (root / "seed").write_text("2")  # a newer model replaces it; the first package's record is history
+    _run(["dvc", "repro", "-q"], root)
+    t = trace_package(root, card, verify=False)
+    assert t["package"]["recorded_in"] == f"dvc.lock at commit {first}" and t["git"]["commit"] == first
+    assert t["stages"][0]["inputs"][0]["md5"] == yaml.safe_load(
+        _run(["git", "show", f"{first}:dvc.lock"], root).stdout)["stages"]["make"]["deps"][0]["md5"]
+
+    card["inputs"]["model"]["md5"] = "0" * 32 + ".dir"  # made elsewhere: said, not guessed
+    with pytest.raises(ValueError, match="no dvc.lock .* records a stage that read this package's inputs"):
+        trace_package(root, card, verify=False)
