@@ -48,7 +48,10 @@ class ClipModelConfig:
     adapter_blocks: int = 2  # cached mode: residual MLP blocks before the projection
     adapter_hidden: int = 0  # their hidden width (0: 4 x text_dim)
     loss: str = "clip"  # clip (softmax InfoNCE) | siglip (sigmoid, with a learnable bias)
-    init_logit_scale: float = 1 / 0.07  # CLIP's initial temperature
+    # initial logit scale (the inverse temperature) and SigLIP's bias; None: the loss's own convention,
+    # as open_clip and the papers set them (CLIP 1/0.07; SigLIP 10 with a bias of -10)
+    init_logit_scale: float | None = None
+    init_logit_bias: float = -10.0
     # Section-specific instructions for encoders trained with one (the full report uses the encoder's own).
     section_instructions: dict = field(default_factory=lambda: {
         "findings": "Findings section of a chest X-ray report",
@@ -63,6 +66,8 @@ class ClipModelConfig:
             raise ValueError(f"text_tower must be one of {TEXT_TOWERS}, got {self.text_tower!r}")
         if self.loss not in ("clip", "siglip"):
             raise ValueError(f"loss must be clip or siglip, got {self.loss!r}")
+        if self.init_logit_scale is None:
+            self.init_logit_scale = 10.0 if self.loss == "siglip" else 1 / 0.07
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClipModelConfig":
@@ -87,7 +92,7 @@ class CXRClip(nn.Module):
             self.text_head = TextHead(config.text_dim, config.embed_dim, blocks, config.adapter_hidden)
         # log of the temperature's inverse, as CLIP learns it; `logit_scale` (a float) is its exp
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(config.init_logit_scale)))
-        self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if config.loss == "siglip" else None
+        self.logit_bias = nn.Parameter(torch.tensor(float(config.init_logit_bias))) if config.loss == "siglip" else None
 
     # ---- text ----------------------------------------------------------------------------------------
 

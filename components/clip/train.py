@@ -196,7 +196,10 @@ def train_clip(p: ClipParams, ingest=None) -> dict:
             raise RuntimeError(f"data loader out of step with the training loop at step {step_no}")
         image, text, scale, bias = net(batch["images"].to(d.device, non_blocking=True),
                                        text_input(batch["texts"], batch["sections"]))
-        return loss_fn(image, text, scale, bias), {"logit_scale": float(scale.detach())}
+        extras = {"logit_scale": float(scale.detach())}
+        if bias is not None:  # SigLIP: the learned bias joins the per-step metrics
+            extras["logit_bias"] = float(bias.detach())
+        return loss_fn(image, text, scale, bias), extras
 
     best_file = work / "best.json"
     before = validate(model, val_set, text_input, p.eval_batch_size)[0] if d.main and val_studies else {}
@@ -235,7 +238,8 @@ def train_clip(p: ClipParams, ingest=None) -> dict:
     result = {"before": before, "after": after, "best_step": best["step"] if best else loop_cfg.steps,
               "train": train_counts, "val": val_counts}
     # encoded / from_cache are run facts (components.io.RUN_FACTS): the run log keeps them, tracked files not
-    summary = {**summary, **result, "logit_scale": model.logit_scale, "encoder_hash": encoder_hash,
+    bias = {"logit_bias": float(model.logit_bias.detach())} if model.logit_bias is not None else {}
+    summary = {**summary, **result, "logit_scale": model.logit_scale, **bias, "encoder_hash": encoder_hash,
                "text_vectors": {k: vector_stats[k] for k in ("texts", "from_embeddings") if k in vector_stats},
                **{k: vector_stats[k] for k in ("encoded", "from_cache") if k in vector_stats}}
 
