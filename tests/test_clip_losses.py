@@ -163,15 +163,15 @@ def test_an_accumulating_run_resumes_at_its_data_position(tmp_path):
     summary, calls, _ = _run_loop(resumed, cfg, tmp_path / "b", loss_fn, images, tokens)
     assert summary["resumed_from"] == 2
     assert calls == [c for c in straight if c[0] == 2]
-    worst = max(float((a - b).abs().max()) for a, b in zip(model.parameters(), resumed.parameters()))
+    worst = max(float((a - b).detach().abs().max()) for a, b in zip(model.parameters(), resumed.parameters()))
     assert worst <= 1e-6
 
 
 def test_siglip_starts_at_the_papers_scale_and_bias_and_its_loss_uses_the_bias():
     model = _tiny("siglip")
     # SigLIP (Zhai et al. 2023) and open_clip: logit scale 10 (log 10 in log space), bias -10
-    assert abs(float(model.log_logit_scale) - math.log(10)) < 1e-6 and abs(model.logit_scale - 10) < 1e-5
-    assert float(model.logit_bias) == -10.0 and "logit_bias" in model.own_state()
+    assert abs(float(model.log_logit_scale.detach()) - math.log(10)) < 1e-6 and abs(model.logit_scale - 10) < 1e-5
+    assert float(model.logit_bias.detach()) == -10.0 and "logit_bias" in model.own_state()
     clip = _tiny("clip")
     assert abs(clip.logit_scale - 1 / 0.07) < 1e-4 and clip.logit_bias is None and "logit_bias" not in clip.own_state()
 
@@ -184,7 +184,7 @@ def test_siglip_starts_at_the_papers_scale_and_bias_and_its_loss_uses_the_bias()
     logits = scale * image @ text.T + bias
     labels = 2 * torch.eye(6) - 1
     expected = -torch.nn.functional.logsigmoid(labels * logits).sum() / 6
-    assert abs(float(loss) - float(expected)) < 1e-4
+    assert abs(float(loss.detach()) - float(expected.detach())) < 1e-4
     loss.backward()
     # at -10 every pair reads as a non-match: the 6 positives dominate and push the bias up
     assert model.logit_bias.grad is not None and float(model.logit_bias.grad) < -0.5
@@ -221,7 +221,7 @@ def test_siglip_trains_through_the_stage_and_round_trips_its_bias(small_params, 
     weights = load_file(Path(p.out) / "model.safetensors")
     assert float(weights["logit_bias"]) == pytest.approx(summary["logit_bias"]) and float(weights["logit_bias"]) > -10
     model = CXRClip.load(p.out)
-    assert float(model.logit_bias) == float(weights["logit_bias"])
+    assert float(model.logit_bias.detach()) == float(weights["logit_bias"])
 
     frames = [np.random.default_rng(i).integers(0, 255, (64, 64), dtype=np.uint8) for i in range(3)]
     texts = ["No acute cardiopulmonary process.", "Small left pleural effusion."]
@@ -231,7 +231,7 @@ def test_siglip_trains_through_the_stage_and_round_trips_its_bias(small_params, 
     assert np.abs(logits - by_hand).max() < 1e-5  # the bias is in the logits
     model.save(tmp_path / "again")
     back = CXRClip.load(tmp_path / "again")
-    assert back.config.loss == "siglip" and float(back.logit_bias) == float(model.logit_bias)
+    assert back.config.loss == "siglip" and float(back.logit_bias.detach()) == float(model.logit_bias.detach())
     assert np.abs(back.similarity(back.encode_image(frames), back.encode_text(texts)) - logits).max() < 1e-6
 
 
