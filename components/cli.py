@@ -275,8 +275,13 @@ def report(params: ParamsFile = None, as_json: Annotated[bool, typer.Option("--j
         table = rows(yaml.safe_load(file.read_text()))
     if as_json:
         _print({r["stage"]: r for r in table})
-    else:
-        typer.echo(format_table(table))
+        return
+    typer.echo(format_table(table))
+    evaluation = Path(yaml.safe_load(file.read_text())["evaluate"]["out"]) / "metrics.json"
+    if evaluation.exists():
+        from components.evaluation.report import summary_table
+
+        typer.echo("\n" + summary_table(json.loads(evaluation.read_text())))
 
 
 @app.command("lineage")

@@ -45,9 +45,21 @@ def rows(params_tree: dict, root: Path = Path(".")) -> list[dict]:
     return table
 
 
-def format_table(table: list[dict]) -> str:
-    lines = [f"{'stage':<10} {'headline figures':<66} files"]
+def _fit(figures: dict, width: int) -> str:
+    """As many `key=value` as fit in `width` characters, then how many more the metrics file holds."""
+    shown, text = 0, ""
+    for key, value in figures.items():
+        more = f"  (+{len(figures) - shown - 1} more)" if shown + 1 < len(figures) else ""
+        item = f"{'  ' if text else ''}{key}={_fmt(value)}"
+        if shown and len(text + item + more) > width:
+            return f"{text}  (+{len(figures) - shown} more)"
+        text, shown = text + item, shown + 1
+    return text
+
+
+def format_table(table: list[dict], width: int = 66) -> str:
+    lines = [f"{'stage':<10} {'headline figures':<{width}} files"]
     for r in table:
-        figures = "  ".join(f"{k}={_fmt(v)}" for k, v in r["figures"].items()) if r["ran"] else "(not run yet)"
-        lines.append(f"{r['stage']:<10} {figures:<66} {', '.join(r['files'])}")
+        figures = _fit(r["figures"], width) if r["ran"] else "(not run yet)"
+        lines.append(f"{r['stage']:<10} {figures:<{width}} {', '.join(r['files'])}")
     return "\n".join(lines)

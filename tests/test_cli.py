@@ -100,3 +100,14 @@ def test_cli_bad_input_fails_with_one_clear_line(tmp_path, monkeypatch, args, me
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_report_rows_fit_their_column_and_say_how_many_figures_are_left_out():
+    from components.overview import _fit
+
+    figures = {f"figure_{i}": i / 7 for i in range(20)}
+    text = _fit(figures, 66)
+    assert len(text) <= 66 and text.startswith("figure_0=0  figure_1=0.143") and text.endswith("more)")
+    shown = text.count("=")
+    assert f"(+{20 - shown} more)" in text
+    assert _fit({"studies": 24, "ok": True}, 66) == "studies=24  ok=yes"

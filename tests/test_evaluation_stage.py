@@ -62,6 +62,17 @@ def test_evaluate_writes_every_output(small_params, arm_dir, baseline_dir, judge
                     "## Ranking protocol", "### Judge: rule", "### Judge: llm", "## Dataset `text_only`"):
         assert heading in report
     assert {"ablation.png", "recall_at_k.png"} <= {p.name for p in (out / "figures").glob("*.png")}
+    # what `cxr report` prints: every system and encoder with its figures, narrow enough for a terminal
+    from components.evaluation.report import summary_table
+
+    table = summary_table(metrics).splitlines()
+    assert max(map(len, table)) <= 100 and table[0].startswith("evaluation of `pipeline`")
+    own_part = table[:[i for i, line in enumerate(table) if line.startswith("evaluation of")][1]]
+    lines = {line.split()[0]: line.split()[1:] for line in own_part}
+    assert [float(x) for x in lines["clip"]] == pytest.approx([own["clip"][k] for k in (
+        "i2t_r_at_1", "i2t_r_at_10", "label_hit_at_1", "zero_shot_macro_auroc", "clinical_micro_f1")], abs=5e-4)
+    assert float(lines["llm2vec4cxr"][-1]) == pytest.approx(
+        own["robustness"]["llm2vec4cxr"]["error_discrimination_tie_aware"], abs=5e-4)
     rows = json.loads((out / "plots" / "recall_at_k.json").read_text())
     assert {r["system"] for r in rows} == {"clip", "openclip"} and max(r["k"] for r in rows) == 10
     # the same inputs give byte-identical outputs (DVC outs must be deterministic)

@@ -59,6 +59,38 @@ def compact_metrics(details: dict) -> dict:
     return out
 
 
+# (column header, key) of the terminal summary: point values only, the intervals are in report.md
+_SYSTEM_COLUMNS = (("i2t R@1", "i2t_r_at_1"), ("i2t R@10", "i2t_r_at_10"), ("hit@1", "label_hit_at_1"),
+                   ("AUROC", "zero_shot_macro_auroc"), ("clin F1", "clinical_micro_f1"))
+_ENCODER_COLUMNS = (("abbrev", "abbreviation_r_at_1"), ("paraph", "paraphrase_r_at_1"),
+                    ("style", "style_transfer_r_at_1"), ("impr", "impression_only_r_at_1"),
+                    ("4-way", "error_discrimination_tie_aware"))
+
+
+def summary_table(metrics: dict) -> str:
+    """The evaluation's headline figures (metrics.json) as two narrow terminal tables per dataset: each
+    CLIP system's retrieval, label hit, zero-shot AUROC and clinical F1; each text encoder's robustness."""
+    def table(title: str, rows: dict, columns) -> list[str]:
+        width = max([len(title), *map(len, rows)]) + 2
+        lines = [title.ljust(width) + "".join(f"{h:>10}" for h, _ in columns)]
+        for name, figures in rows.items():
+            lines.append(name.ljust(width) + "".join(
+                f"{figures[k]:>10.3f}" if figures.get(k) is not None else f"{'n/a':>10}" for _, k in columns))
+        return lines
+
+    lines = []
+    for dataset, systems in metrics.items():
+        if dataset == "ranking" or not isinstance(systems, dict):
+            continue
+        clips = {name: figures for name, figures in systems.items() if name != "robustness"}
+        lines.append(f"evaluation of `{dataset}` (point values; intervals and every table: report.md)")
+        if clips:
+            lines += table("CLIP system", clips, _SYSTEM_COLUMNS)
+        if systems.get("robustness"):
+            lines += table("text encoder R@1 / 4-way", systems["robustness"], _ENCODER_COLUMNS)
+    return "\n".join(lines)
+
+
 def _retrieval_rows(d: dict, ks) -> list[dict]:
     rows = []
     for system, m in d["systems"].items():
