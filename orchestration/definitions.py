@@ -10,6 +10,7 @@ from orchestration.assets import build_assets
 from orchestration.checks import checks
 from orchestration.jobs import build_jobs
 from orchestration.resources import CxrProject
+from orchestration.sensors import new_raw_files
 
 project = CxrProject(root=os.environ.get("CXR_PROJECT_ROOT", "."), params_file=os.environ.get("CXR_PARAMS", "params.yaml"))
 
@@ -17,5 +18,6 @@ defs = Definitions(
     assets=build_assets(project.params_tree()),
     asset_checks=checks,
     jobs=build_jobs(),
+    sensors=[new_raw_files],
     resources={"pipes": PipesSubprocessClient(), "project": project},
 )

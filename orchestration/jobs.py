@@ -11,6 +11,8 @@ from components.stages import ORDER, module
 JOBS = {  # job name -> (first stage, None = every stage; description)
     "full_pipeline": (None, "Every stage on the configured data, in dependency order."),
     "retrain_from_encoder": ("encoder", "Retrain the text encoder and everything built on it; data stages kept."),
+    # started by the new_raw_files sensor (orchestration/sensors.py)
+    "ingest_and_downstream": ("ingest", "Ingest the configured input again and rebuild everything built on it."),
     "reevaluate": ("evaluate", "Evaluate the current models again (and rebuild what depends on the evaluation)."),
 }
 
