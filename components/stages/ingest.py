@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 from components.stages.base import Check, Option, Stage
 
@@ -16,13 +17,25 @@ STAGE = Stage(
              Option("--input", "ingest.input", str, "dataset root (or manifest CSV)"),
              Option("--image-root", "ingest.image_root", str, "folder holding the images when apart from the tables/reports"),
              Option("--out", "ingest.out", str, "output folder"),
-             Option("--workers", "ingest.workers", int, "decoding processes")),
+             Option("--workers", "ingest.workers", int, "decoding processes"),
+             Option("--partition", "ingest.partition", str, "one files/pNN folder of a MIMIC-layout source")),
     checks=(Check("ingest_conservation",
                   "Rows in = rows out + rows quarantined (studies and images); no subject in two splits."),
             Check("ingest_traps_accounted",
                   "Synthetic data only: every planted trap ended where it should (quarantined or passed on).",
                   blocking=False, warn=True)),
+    extra_commands=("merge",),
 )
+
+
+def merge(params, part: Optional[list[str]] = None, out: Optional[str] = None) -> dict:
+    """Merge the outputs of `cxr ingest --partition pNN` (--part FOLDER, once per partition, every
+    partition of the input) into --out (default ingest.out): the output one un-partitioned run writes.
+    Not recorded by DVC (README "Partitioned ingest")."""
+    from components.ingest.merge import merge as merge_parts
+
+    metrics = {"metrics": str(Path(out) / "metrics.json")} if out else {}  # like `cxr ingest --out`
+    return merge_parts(params.ingest.model_copy(update=metrics), part or [], out)
 
 
 def run(params) -> dict:
