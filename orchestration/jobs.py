@@ -7,6 +7,7 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job
 
 from components.stages import ORDER, module
+from orchestration.partitions import GROUP
 
 JOBS = {  # job name -> (first stage, None = every stage; description)
     "full_pipeline": (None, "Every stage on the configured data, in dependency order."),
@@ -20,8 +21,8 @@ JOBS = {  # job name -> (first stage, None = every stage; description)
 def build_jobs() -> list:
     jobs = []
     for name, (first, description) in JOBS.items():
-        if first is None:
-            selection = AssetSelection.all()
+        if first is None:  # every stage: the partitioned ingest is a job of its own
+            selection = AssetSelection.all() - AssetSelection.groups(GROUP)
         elif first in ORDER:
             selection = AssetSelection.assets(module(first).STAGE.asset).downstream()
         else:

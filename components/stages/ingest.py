@@ -32,10 +32,16 @@ def merge(params, part: Optional[list[str]] = None, out: Optional[str] = None) -
     """Merge the outputs of `cxr ingest --partition pNN` (--part FOLDER, once per partition, every
     partition of the input) into --out (default ingest.out): the output one un-partitioned run writes.
     Not recorded by DVC (README "Partitioned ingest")."""
-    from components.ingest.merge import merge as merge_parts
+    from types import SimpleNamespace
 
-    metrics = {"metrics": str(Path(out) / "metrics.json")} if out else {}  # like `cxr ingest --out`
-    return merge_parts(params.ingest.model_copy(update=metrics), part or [], out)
+    from components.ingest.merge import merge as merge_parts
+    from components.pipes import report_materialization
+
+    given = {"out": out, "metrics": str(Path(out) / "metrics.json")} if out else {}  # as `cxr ingest --out`
+    cfg = params.ingest.model_copy(update=given)
+    summary = merge_parts(cfg, part or [], out)
+    report_materialization(metadata(SimpleNamespace(ingest=cfg), summary) | {"partitions": ", ".join(summary["partitions"])})
+    return summary
 
 
 def run(params) -> dict:
@@ -55,8 +61,9 @@ def metadata(params, summary: dict) -> dict:
         "quarantine_reasons": md(md_table(reasons)),
         "splits": md(md_table([{"split": k, **v} for k, v in summary["splits"].items()])),
         "text_only_studies": summary["studies"].get("text_only", 0),
-        "images_per_second": summary["images_per_second"],
     }
+    if "images_per_second" in summary:  # a merge decodes nothing
+        meta["images_per_second"] = summary["images_per_second"]
     references = summary.get("references") or {}
     if references.get("files"):
         meta["reference_labels"] = md(md_table([{"file": f, "rows": n, "studies": references["studies"].get(f, 0)}
