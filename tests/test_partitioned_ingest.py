@@ -99,3 +99,35 @@ def test_cli_ingests_a_partition_and_merges(runs, small_params, tmp_path):
     assert dvc_hash(tmp_path / "merged") == dvc_hash(tmp_path / "single")  # metrics.json included
     assert (tmp_path / "merged" / "metrics.json").read_bytes() == (tmp_path / "single" / "metrics.json").read_bytes()
     assert json.loads((tmp_path / "merged" / "metrics.json").read_text())["conservation_ok"] is True
+
+
+@pytest.mark.parametrize("layout", ["damaged_record_list", "tree_walk"])
+def test_merge_equals_single_run_for_unlisted_and_unparsable_records(layout, small_params, synth_dir, tmp_path):
+    """Records that name no folder go to the first partition; without a record list the tree is walked."""
+    import shutil
+
+    root = tmp_path / "mimic"
+    shutil.copytree(synth_dir, root)
+    if layout == "tree_walk":
+        (root / "cxr-record-list.csv").unlink()
+        (root / "cxr-study-list.csv").unlink()
+    else:
+        with open(root / "cxr-record-list.csv", "a") as fh:
+            fh.write("13129560,59999999,abc,\n")  # no path: source_record_invalid
+            fh.write('13129561,59999998,"unterminated,files/p13/x\n')  # broken quoting: malformed
+    cfg = small_params.ingest.model_copy(update={"source": "mimic", "input": str(root),
+                                                 "metrics": str(tmp_path / "m.json")})
+    single = ingest(cfg, out=tmp_path / "single", progress=False)
+    keys = mimic.partitions(root)
+    for key in keys:
+        ingest(cfg.model_copy(update={"partition": key}), out=tmp_path / "parts" / key, progress=False)
+    merged = merge(cfg, [tmp_path / "parts" / k for k in keys], tmp_path / "merged", progress=False)
+    reasons = merged["studies"]["by_reason"]
+    if layout == "damaged_record_list":
+        assert reasons["source_record_invalid"] == 1 and reasons["source_record_malformed"] == 1
+        first = pd.read_parquet(tmp_path / "parts" / keys[0] / "quarantine.parquet")
+        assert {"source_record_invalid", "source_record_malformed"} <= set(first["reason"])
+    assert merged["conservation_ok"] and merged["records"]["in"] == single["records"]["in"]
+    for name in ("studies.parquet", "images.parquet", "quarantine.parquet", "summary.json"):
+        assert (tmp_path / "single" / name).read_bytes() == (tmp_path / "merged" / name).read_bytes(), name
+    assert dvc_hash(tmp_path / "merged") == dvc_hash(tmp_path / "single")

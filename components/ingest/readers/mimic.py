@@ -133,6 +133,8 @@ def _new_study(study_id: str, subject_id: str, study_dir: str) -> RawStudy:
 def _from_record_list(images: Path, path: Path, groups: StudyGroups, views: dict, belongs=None) -> None:
     keep = (lambda row: belongs(clean(row.get("path")) if row else "")) if belongs else None
     for n, (record, row, problem) in enumerate(read_records(path, keep), start=1):
+        if record is None:  # another partition's
+            continue
         if row is None:  # a line of a record that does not parse cleanly, quarantined on its own
             groups.add(RawStudy(study_id=f"line-{record.rsplit(':', 1)[1]}", subject_id="", report=None,
                                 error="source_record_malformed", error_detail=problem, records=[record]))
