@@ -23,7 +23,8 @@ def runs(small_params, synth_dir, tmp_path_factory):
     keys = mimic.partitions(synth_dir)
     parts = {}
     for key in keys:
-        parts[key] = ingest(cfg.model_copy(update={"partition": key}), out=tmp / "parts" / key, progress=False)
+        parts[key] = ingest(cfg.model_copy(update={"partition": key, "metrics": str(tmp / f"{key}.json")}),
+                            out=tmp / "parts" / key, progress=False)
     return cfg, tmp, keys, parts
 
 
@@ -37,7 +38,7 @@ def test_each_partition_reads_its_folder_and_conserves_its_records(runs, synth_d
         assert summary["conservation_ok"] and summary["partition"] == key
         subjects = pd.read_parquet(tmp / "parts" / key / "studies.parquet")["subject_id"]
         assert all(f"p{s[:2]}" == key for s in subjects)  # synth files subject 10123456 under p10
-    assert not (tmp / "parts" / keys[0] / "metrics.json").exists()  # the stage's metrics come from the merge
+        assert json.loads((tmp / f"{key}.json").read_text())["studies_out"] == summary["studies"]["out"]
 
 
 def test_merged_partitions_equal_the_single_run_byte_for_byte(runs):
@@ -120,7 +121,8 @@ def test_merge_equals_single_run_for_unlisted_and_unparsable_records(layout, sma
     single = ingest(cfg, out=tmp_path / "single", progress=False)
     keys = mimic.partitions(root)
     for key in keys:
-        ingest(cfg.model_copy(update={"partition": key}), out=tmp_path / "parts" / key, progress=False)
+        ingest(cfg.model_copy(update={"partition": key, "metrics": str(tmp_path / f"{key}.json")}),
+               out=tmp_path / "parts" / key, progress=False)
     merged = merge(cfg, [tmp_path / "parts" / k for k in keys], tmp_path / "merged", progress=False)
     reasons = merged["studies"]["by_reason"]
     if layout == "damaged_record_list":

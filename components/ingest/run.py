@@ -201,8 +201,7 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
         if source == "synth" and truth.exists() and not cfg.partition:  # traps span partitions: merge counts them
             summary["traps"] = account_traps(truth, study_rows, quarantine)
         write_json(tmp / "summary.json", stable(summary))
-    if not cfg.partition:  # the stage's metrics are the whole input's: `cxr ingest merge` writes them
-        write_metrics(cfg.metrics, summary)
+    write_metrics(cfg.metrics, summary)
     return summary
 
 
