@@ -100,7 +100,7 @@ def count_record(record: str) -> str:
 
 
 def read_records(path: Path, keep: Callable[[dict[str, str] | None], bool] | None = None
-                 ) -> Iterator[tuple[str, dict[str, str] | None, str]]:
+                 ) -> Iterator[tuple[str | None, dict[str, str] | None, str]]:
     """(record id, row, problem) for every physical record of a primary CSV, counted in the census.
 
     `keep(row)` (row None for a line that does not parse) selects the records to read, e.g. one

@@ -16,8 +16,7 @@ from __future__ import annotations
 import csv
 import re
 import zipfile
-from collections.abc import Callable
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from components.ingest.readers._common import (
