@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's orchestration/ and components/
 
 
 def cxr(root: Path, *args: str) -> float:
