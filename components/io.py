@@ -166,7 +166,7 @@ def write_json(path: str | Path, obj) -> None:
 # Facts about a run rather than its result: they differ between two runs on the same inputs, so a file DVC
 # tracks (an out, a metrics file) must not hold them, or a rerun changes its hash and re-runs everything
 # downstream. The CLI writes them to the run folder inside the output instead (see run_dir).
-RUN_FACTS = frozenset({"seconds", "from_cache", "generated", "encoded", "started", "hostname"})
+RUN_FACTS = frozenset({"seconds", "from_cache", "generated", "encoded", "started", "hostname", "workers"})
 
 # Inside a stage's output, the folder for what describes the run rather than its result (the run log,
 # the GX Data Docs whose pages name the run time). .dvcignore lists it, so DVC's hash of the output, and

@@ -50,12 +50,14 @@ class CxrProject(ConfigurableResource):
                 return [dvc, "repro", "--single-item", target]
             sets = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
             return [dvc, "exp", "run", "--single-item", *sets, target]
-        argv = [_tool("cxr"), stage, *([item] if item else [])]
-        if self.params_file != "params.yaml":
-            argv += ["--params", self.params_file]
+        argv = self.cli(stage, *([item] if item else []))
         for key, value in (overrides or {}).items():
             argv += ["--set", f"{key}={value}"]
         return argv
+
+    def cli(self, *args: str) -> list[str]:
+        """`cxr ARGS` with this project's params file."""
+        return [_tool("cxr"), *args, *(["--params", self.params_file] if self.params_file != "params.yaml" else [])]
 
     def env(self) -> dict[str, str]:
         # DVC runs `cxr` from PATH: put this interpreter's environment first

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from components.ingest.audit import account_traps, preview_grid
 from components.ingest.decode import DecodeConfig, DecodeError, decode
 from components.ingest.readers import read_source
-from components.ingest.readers._common import census, escapes_root, id_problem
+from components.ingest.readers._common import census, escapes_root, id_problem, natural_key
 from components.ingest.records import RawStudy
 from components.ingest.references import COLUMNS as REFERENCE_COLUMNS
 from components.ingest.references import load_references, reference_columns
@@ -131,7 +131,7 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
     image_root = Path(cfg.image_root) if cfg.image_root else None
     t0 = time.perf_counter()
     with census(input_path, cfg.max_report_bytes) as raw:
-        studies = list(read_source(source, input_path, image_root))
+        studies = list(read_source(source, input_path, image_root, cfg.partition))
     check_output(out, [input_path] + ([image_root] if image_root else []))  # before any decoding
     if not studies:
         raise ValueError(f"no studies found under {input_path} for source {source!r}")
@@ -179,26 +179,38 @@ def ingest(cfg: IngestParams, source: str | None = None, input_path: str | Path 
             row["split_source"] = splits[row["study_id"]][1]
         write_table(tmp / "studies.parquet", study_rows, STUDIES_SCHEMA)
         write_table(tmp / "images.parquet", image_rows, IMAGES_SCHEMA)
+        # by study, in reading order: the order a merge of partitions reproduces (components/ingest/merge.py)
+        quarantine.sort(key=lambda q: natural_key(q["study_id"]))
         write_table(tmp / "quarantine.parquet", quarantine, QUARANTINE)
         if image_rows:
             write_bytes_atomic(tmp / "preview.png", preview_grid(tmp, image_rows[:16]))
-        summary = _summary(studies, study_rows, image_rows, quarantine, flagged, raw.records)
+        accounted = {r for s in studies for r in s.records}
+        lost = [r for r in raw.records if r not in accounted]  # a record the reader consumed but lost
+        records = {"in": len(raw.records), "in_studies": len(accounted & set(raw.records)), "lost": lost[:20]}
+        summary = summarize(records, not lost and len(raw.records) == len(set(raw.records)), len(studies),
+                            sum(len(s.images) for s in studies), study_rows, image_rows, quarantine, flagged)
         summary["references"] = {"files": reference_files, "studies": dict(sorted(Counter(
             r["reference_source"] for r in study_rows if r["reference_source"]).items()))}
         summary.update(source=source, input=str(input_path), image_root=cfg.image_root, images_per_second=round(
             len(tasks) / max(t_decode - t_read, 1e-9), 1), seconds={
             "read": round(t_read - t0, 3), "decode": round(t_decode - t_read, 3),
             "total": round(time.perf_counter() - t0, 3)}, workers=workers)
+        if cfg.partition:
+            summary["partition"] = cfg.partition
         truth = input_path / "truth.parquet"
-        if source == "synth" and truth.exists():
+        if source == "synth" and truth.exists() and not cfg.partition:  # traps span partitions: merge counts them
             summary["traps"] = account_traps(truth, study_rows, quarantine)
         write_json(tmp / "summary.json", stable(summary))
-    write_json(cfg.metrics, {
+    write_metrics(cfg.metrics, summary)
+    return summary
+
+
+def write_metrics(path, summary: dict) -> None:
+    write_json(path, {
         "studies_out": summary["studies"]["out"], "studies_quarantined": summary["studies"]["quarantined"],
         "images_out": summary["images"]["out"], "images_quarantined": summary["images"]["quarantined"],
         "conservation_ok": summary["conservation_ok"],
         **({"traps_all_accounted": summary["traps"]["all_accounted"]} if "traps" in summary else {})})
-    return summary
 
 
 def _keep_images(s: RawStudy, decoded: list, dicom_phi: str, quarantine: Quarantine,
@@ -257,20 +269,17 @@ def _study_row(s: RawStudy, kept: list, source: str) -> dict:
     }
 
 
-def _summary(studies, study_rows, image_rows, quarantine, flagged, records: list[str]) -> dict:
-    n_img_in = sum(len(s.images) for s in studies)
+def summarize(records: dict, records_ok: bool, n_studies_in: int, n_img_in: int, study_rows, image_rows,
+              quarantine, flagged) -> dict:
+    """summary.json's counts; records_ok: every raw record the reader consumed ended in a study, once."""
     sq, s_reasons = quarantine.counts("study")
     iq, i_reasons = quarantine.counts("image")
-    # Every raw record the reader consumed must have ended in a study (kept or quarantined).
-    accounted = {r for s in studies for r in s.records}
-    lost = [r for r in records if r not in accounted]
     return {
-        "records": {"in": len(records), "in_studies": len(accounted & set(records)), "lost": lost[:20]},
-        "studies": {"in": len(studies), "out": len(study_rows), "quarantined": sq, "by_reason": s_reasons,
+        "records": records,
+        "studies": {"in": n_studies_in, "out": len(study_rows), "quarantined": sq, "by_reason": s_reasons,
                     "text_only": sum(1 for r in study_rows if not r["image_ids"])},
         "images": {"in": n_img_in, "out": len(image_rows), "quarantined": iq, "by_reason": i_reasons},
-        "conservation_ok": len(studies) == len(study_rows) + sq and n_img_in == len(image_rows) + iq
-        and not lost and len(records) == len(set(records)),
+        "conservation_ok": n_studies_in == len(study_rows) + sq and n_img_in == len(image_rows) + iq and records_ok,
         "flagged_kept": dict(flagged),
         "views": dict(sorted(Counter(r["view"] or "UNKNOWN" for r in image_rows).items())),  # of kept images
         "splits": {name: {"studies": sum(1 for r in study_rows if r["split"] == name),

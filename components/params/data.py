@@ -72,6 +72,9 @@ class IngestParams(_Section):
     frontal_only: bool = True
     percentiles: tuple[float, float] = (0.5, 99.5)
     workers: int = Field(2, ge=1)
+    # One files/pNN folder of a MIMIC-layout source ("" = all): partitions are ingested apart and merged
+    # with `cxr ingest merge` (README "Partitioned ingest").
+    partition: str = ""
     dicom_phi: str = Field("quarantine", pattern="^(quarantine|flag)$")
     shard_size: int = Field(2048, ge=1)
     split: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 from components.stages.base import Check, Option, Stage
 
@@ -16,13 +17,31 @@ STAGE = Stage(
              Option("--input", "ingest.input", str, "dataset root (or manifest CSV)"),
              Option("--image-root", "ingest.image_root", str, "folder holding the images when apart from the tables/reports"),
              Option("--out", "ingest.out", str, "output folder"),
-             Option("--workers", "ingest.workers", int, "decoding processes")),
+             Option("--workers", "ingest.workers", int, "decoding processes"),
+             Option("--partition", "ingest.partition", str, "one files/pNN folder of a MIMIC-layout source")),
     checks=(Check("ingest_conservation",
                   "Rows in = rows out + rows quarantined (studies and images); no subject in two splits."),
             Check("ingest_traps_accounted",
                   "Synthetic data only: every planted trap ended where it should (quarantined or passed on).",
                   blocking=False, warn=True)),
+    extra_commands=("merge",),
 )
+
+
+def merge(params, part: Optional[list[str]] = None, out: Optional[str] = None) -> dict:
+    """Merge the outputs of `cxr ingest --partition pNN` (--part FOLDER, once per partition, every
+    partition of the input) into --out (default ingest.out): the output one un-partitioned run writes.
+    Not recorded by DVC (README "Partitioned ingest")."""
+    from types import SimpleNamespace
+
+    from components.ingest.merge import merge as merge_parts
+    from components.pipes import report_materialization
+
+    given = {"out": out, "metrics": str(Path(out) / "metrics.json")} if out else {}  # as `cxr ingest --out`
+    cfg = params.ingest.model_copy(update=given)
+    summary = merge_parts(cfg, part or [], out)
+    report_materialization(metadata(SimpleNamespace(ingest=cfg), summary) | {"partitions": ", ".join(summary["partitions"])})
+    return summary
 
 
 def run(params) -> dict:
@@ -42,8 +61,9 @@ def metadata(params, summary: dict) -> dict:
         "quarantine_reasons": md(md_table(reasons)),
         "splits": md(md_table([{"split": k, **v} for k, v in summary["splits"].items()])),
         "text_only_studies": summary["studies"].get("text_only", 0),
-        "images_per_second": summary["images_per_second"],
     }
+    if "images_per_second" in summary:  # a merge decodes nothing
+        meta["images_per_second"] = summary["images_per_second"]
     references = summary.get("references") or {}
     if references.get("files"):
         meta["reference_labels"] = md(md_table([{"file": f, "rows": n, "studies": references["studies"].get(f, 0)}

@@ -21,8 +21,8 @@ _MODULES = {"synth": mimic, "mimic": mimic, "chexpert-plus": chexpert_plus, "ope
 READERS: dict[str, Callable[..., Iterator[RawStudy]]] = {k: m.read for k, m in _MODULES.items()}
 
 
-def read_source(source: str, root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
-    """Studies of `source` under `root`.
+def read_source(source: str, root: Path, image_root: Path | None = None, partition: str = "") -> Iterator[RawStudy]:
+    """Studies of `source` under `root` (only those under files/<partition>/ when given: MIMIC layout).
 
     Raises ValueError for an unknown source (or a manifest lacking required columns) and
     FileNotFoundError when root is absent or does not look like that source.
@@ -34,5 +34,11 @@ def read_source(source: str, root: Path, image_root: Path | None = None) -> Iter
         raise FileNotFoundError(f"{source} root {root} does not exist")
     if image_root is not None and not Path(image_root).is_dir():
         raise FileNotFoundError(f"image root {image_root} is not a folder")
+    if partition and _MODULES[source] is not mimic:
+        raise ValueError(f"ingest.partition={partition!r}: partitions are the files/pNN folders of the "
+                         f"MIMIC-CXR layout (sources mimic, synth), not of {source!r}")
     _MODULES[source].check_root(root)
-    return READERS[source](root, Path(image_root) if image_root is not None else None)
+    image_root = Path(image_root) if image_root is not None else None
+    if partition:
+        return mimic.read(root, image_root, partition)
+    return READERS[source](root, image_root)

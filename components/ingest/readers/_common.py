@@ -99,8 +99,12 @@ def count_record(record: str) -> str:
     return active.add(record) if active else record
 
 
-def read_records(path: Path) -> Iterator[tuple[str, dict[str, str] | None, str]]:
+def read_records(path: Path, keep: Callable[[dict[str, str] | None], bool] | None = None
+                 ) -> Iterator[tuple[str | None, dict[str, str] | None, str]]:
     """(record id, row, problem) for every physical record of a primary CSV, counted in the census.
+
+    `keep(row)` (row None for a line that does not parse) selects the records to read, e.g. one
+    partition's: the others are yielded with record id None (so row numbers stay the file's) and not counted.
 
     A record whose field count differs from the header's, or whose quoting is broken (an
     unterminated quote swallows the rows after it), is not trusted: each physical line it spans
@@ -129,7 +133,11 @@ def read_records(path: Path) -> Iterator[tuple[str, dict[str, str] | None, str]]
             if fields is not None and len(fields) != len(header):
                 problem = f"{len(fields)} fields where the header has {len(header)}"
             if not problem:
-                yield count_record(f"{path.name}:{first}"), dict(zip(header, fields)), ""
+                row = dict(zip(header, fields))
+                yield (count_record(f"{path.name}:{first}") if keep is None or keep(row) else None), row, ""
+                continue
+            if keep is not None and not keep(None):
+                yield from ((None, None, "") for _ in range(first, last + 1))  # one per line, as below
                 continue
             span = f" (one record spans lines {first}-{last}: an unterminated quote?)" if last > first else ""
             for line in range(first, last + 1):

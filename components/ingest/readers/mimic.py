@@ -6,18 +6,22 @@ Reports may sit next to the images, in a separate mimic-cxr-reports/files tree, 
 mimic-cxr-reports.zip (read in place). MIMIC-CXR-JPG ships no reports: they come from MIMIC-CXR.
 Images may live under another folder (image_root) holding the same files/ tree.
 Views: the -JPG metadata CSV when present; otherwise the decoder reads each DICOM's own header.
+A partition (files/pNN, `partition`) reads only the records under that folder, so a dataset too big for one
+machine is ingested folder by folder and merged (components/ingest/merge.py); a record that names no
+folder (a line that does not parse, a row without a path) belongs to the first partition.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from components.ingest.readers._common import (
-    StudyGroups, add_image, clean, count_record, find_csv, norm_split, open_csv, read_records, read_report,
-    report_text, strip_prefix)
+    StudyGroups, add_image, clean, count_record, find_csv, natural_key, norm_split, open_csv, read_records,
+    read_report, report_text, strip_prefix)
 from components.ingest.records import RawStudy
 from components.ingest.views import from_code_meaning, normalise_view
 
@@ -25,6 +29,7 @@ IMAGE_SUFFIXES = (".dcm", ".jpg", ".jpeg", ".png")
 REPORT_ROOTS = (".", "mimic-cxr-reports")  # where files/... report trees may live, under root
 REPORTS_ZIP = "mimic-cxr-reports.zip"
 _ZIP_REPORT = re.compile(r"(?:^|/)(files/p\d+/p\d+/s\d+)\.txt$")
+_PARTITION = re.compile(r"p\d+")
 
 
 def check_root(root: Path) -> None:
@@ -35,10 +40,46 @@ def check_root(root: Path) -> None:
             "is this a MIMIC-CXR root?")
 
 
-def read(root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
+def partition_of(rel: str) -> str | None:
+    """files/p10/p10000032/... -> p10; None for a path outside a pNN folder."""
+    parts = PurePosixPath(rel).parts
+    return parts[1] if len(parts) > 2 and parts[0] == "files" and _PARTITION.fullmatch(parts[1]) else None
+
+
+def partitions(root: Path, image_root: Path | None = None) -> list[str]:
+    """The pNN folders of the dataset: on disk, named by the record and study lists, in the reports zip."""
+    root = Path(root)
+    found: set[str | None] = set()
+    for base in {root, root / "mimic-cxr-reports", Path(image_root) if image_root else root}:
+        if (base / "files").is_dir():
+            found |= {d.name for d in (base / "files").iterdir() if d.is_dir() and _PARTITION.fullmatch(d.name)}
+    for name in ("cxr-record-list.csv", "cxr-study-list.csv"):
+        path = find_csv(root, name)
+        try:
+            found |= {partition_of(clean(row.get("path"))) for row in (open_csv(path) if path else ())}
+        except csv.Error:
+            pass  # a broken list is quarantined line by line when read; its folders are on disk
+    zipped = _open_zip(root) if (root / REPORTS_ZIP).is_file() else None
+    if zipped:
+        found |= {partition_of(d) for d in zipped[1]}
+        zipped[0].close()
+    found.discard(None)
+    return sorted(found, key=natural_key)
+
+
+def _selector(root: Path, image_root: Path | None, partition: str) -> Callable[[str], bool]:
+    known = partitions(root, image_root)
+    if partition not in known:
+        raise ValueError(f"unknown partition {partition!r} under {root}/files: "
+                         f"the partitions are {', '.join(known) or '(none)'}")
+    return lambda rel: (partition_of(rel) or known[0]) == partition
+
+
+def read(root: Path, image_root: Path | None = None, partition: str = "") -> Iterator[RawStudy]:
     root = Path(root).absolute()
     images = Path(image_root).absolute() if image_root else root
     check_root(root)
+    belongs = _selector(root, image_root, partition) if partition else None
     tables = [root] + ([images] if images != root else [])  # -JPG CSVs may sit with the images
     views = _views(tables)
     splits = _splits(tables)
@@ -46,12 +87,14 @@ def read(root: Path, image_root: Path | None = None) -> Iterator[RawStudy]:
     zipped = _open_zip(root)
     record_list = find_csv(root, "cxr-record-list.csv")
     if record_list:
-        _from_record_list(images, record_list, groups, views)
+        _from_record_list(images, record_list, groups, views, belongs)
         study_list = find_csv(root, "cxr-study-list.csv")
         if study_list:  # studies with a report but no image rows
-            _from_study_list(study_list, groups)
+            _from_study_list(study_list, groups, belongs)
     else:
-        _from_tree(root, images, groups, views, zipped[1] if zipped else {})
+        members = zipped[1] if zipped else {}
+        _from_tree(root, images, groups, views, {d: m for d, m in members.items() if not belongs or belongs(d)},
+                   partition or "p*")
     try:
         for study in groups:
             study.split = splits.get(study.study_id)
@@ -86,8 +129,11 @@ def _new_study(study_id: str, subject_id: str, study_dir: str) -> RawStudy:
                     meta={"study_dir": study_dir})
 
 
-def _from_record_list(images: Path, path: Path, groups: StudyGroups, views: dict) -> None:
-    for n, (record, row, problem) in enumerate(read_records(path), start=1):
+def _from_record_list(images: Path, path: Path, groups: StudyGroups, views: dict, belongs=None) -> None:
+    keep = (lambda row: belongs(clean(row.get("path")) if row else "")) if belongs else None
+    for n, (record, row, problem) in enumerate(read_records(path, keep), start=1):
+        if record is None:  # another partition's
+            continue
         if row is None:  # a line of a record that does not parse cleanly, quarantined on its own
             groups.add(RawStudy(study_id=f"line-{record.rsplit(':', 1)[1]}", subject_id="", report=None,
                                 error="source_record_malformed", error_detail=problem, records=[record]))
@@ -110,9 +156,11 @@ def _from_record_list(images: Path, path: Path, groups: StudyGroups, views: dict
         add_image(study, dicom_id, str(_image_path(images, rel)), views.get(dicom_id))
 
 
-def _from_study_list(path: Path, groups: StudyGroups) -> None:
+def _from_study_list(path: Path, groups: StudyGroups, belongs=None) -> None:
     for row in open_csv(path):
         rel = clean(row.get("path"))  # files/p10/p10000032/s50414267.txt
+        if belongs and not belongs(rel):
+            continue
         study_id = strip_prefix(clean(row.get("study_id")), "s")
         subject_id = strip_prefix(clean(row.get("subject_id")), "p")
         if study_id and subject_id and rel:
@@ -120,12 +168,13 @@ def _from_study_list(path: Path, groups: StudyGroups) -> None:
             groups.get(study_id, study_dir, lambda: _new_study(study_id, subject_id, study_dir))
 
 
-def _from_tree(root: Path, images: Path, groups: StudyGroups, views: dict, zipped: dict[str, str]) -> None:
-    """Studies are the union of s*.txt reports (trees or zip) and s*/ image folders."""
+def _from_tree(root: Path, images: Path, groups: StudyGroups, views: dict, zipped: dict[str, str],
+               folders: str = "p*") -> None:
+    """Studies are the union of s*.txt reports (trees or zip) and s*/ image folders (under files/<folders>)."""
     found: dict[str, tuple[str, str, Path | None]] = {}  # study_dir -> (subject, study, image dir)
     bases = [root / b for b in REPORT_ROOTS] + ([images] if images != root else [])
     for base in bases:
-        for entry in sorted(base.glob("files/p*/p*/s*")):
+        for entry in sorted(base.glob(f"files/{folders}/p*/s*")):
             subject_id, study_id = strip_prefix(entry.parent.name, "p"), strip_prefix(entry.stem, "s")
             study_dir = str(entry.with_suffix("").relative_to(base))
             if entry.is_dir():
