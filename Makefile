@@ -33,6 +33,10 @@ lock: setup  ## re-pin every installed version into constraints.txt (run after c
 demo: setup  ## run the pipeline on the embedded synthetic data (dvc repro), then every stage's headline figures
 	$(BIN)/dvc repro
 	$(BIN)/cxr report
+	@echo
+	@echo "every table with its intervals: data/eval/report.md; lineage of any output: .venv/bin/cxr lineage data/clip"
+	@echo "next: make ui     (Dagster on http://127.0.0.1:3000: the asset graph, metadata, checks; materialize there)"
+	@echo "      make serve  (BentoML on http://127.0.0.1:3001: /embed_text, /embed_image, /retrieve, /classify; README: Serving)"
 
 test: setup  ## lint, then run the whole test suite (`pytest -m "not slow"` skips the end-to-end runs)
 	$(BIN)/ruff check .
@@ -50,4 +54,5 @@ bench: setup  ## benchmarks; each prints JSON
 
 clean:  ## remove everything the demo made: pipeline outputs, DVC's run cache, tool state (not .venv)
 	find data -mindepth 1 -maxdepth 1 ! -name .gitignore -exec rm -rf {} +
-	rm -rf $(CXR_HOME) .dvc/cache .dvc/tmp dvc.lock
+	rm -rf $(CXR_HOME) .dvc/cache .dvc/tmp
+	git checkout -- dvc.lock 2>/dev/null || rm -f dvc.lock  # the committed record of the demo stays
