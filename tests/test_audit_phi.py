@@ -52,3 +52,26 @@ def test_a_leak_downstream_fails_the_cli_without_repeating_the_phi(small_params,
         ("run.log", "person_name"), ("table.parquet", dicom["kind"])}
     assert "planted PHI value(s) found downstream of clean" in result.stderr and "run.log" in result.stderr
     assert name["value"] not in out.read_text() + result.output  # the report names files, never the PHI
+
+
+def test_a_value_planted_in_several_studies_is_a_leak_of_each(tmp_path):
+    """Every header-PHI study carries the same DICOM values; the audit searches each distinct value once
+    but reports it for every study it was planted in, and a time only inside tables."""
+    from components.params import AuditParams
+    from components.synth.dicom import IDENTIFYING_VALUES
+
+    truth = tmp_path / "truth.parquet"
+    pd.DataFrame({"study_id": ["s1", "s2", "s3"], "trap": ["dicom_header_phi", "dicom_header_phi", "report_phi"],
+                  "planted_phi": ["[]", "[]", json.dumps([{"kind": "time", "value": "10:15"},
+                                                          {"kind": "person_name", "value": "Ortega"}])]}
+                 ).to_parquet(truth)
+    keyword, value = next(iter(IDENTIFYING_VALUES.items()))
+    art = tmp_path / "artifacts"
+    art.mkdir()
+    (art / "log.txt").write_text(f"10:15 loaded {value}\n")  # a clock time in a log is not the planted time
+    pd.DataFrame({"text": ["seen at 10:15 by Dr Ortega"]}).to_parquet(art / "t.parquet")
+    cfg = AuditParams(truth=str(truth), paths=[str(art)], dagster_home=False, out=str(tmp_path / "a.json"),
+                      metrics=str(tmp_path / "m.json"))
+    leaks = {(Path(x["file"]).name, x["kind"], x["study_id"]) for x in audit(cfg)["leaks"]}
+    assert leaks == {("log.txt", f"dicom:{keyword}", "s1"), ("log.txt", f"dicom:{keyword}", "s2"),
+                     ("t.parquet", "time", "s3"), ("t.parquet", "person_name", "s3")}

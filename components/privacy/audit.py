@@ -88,8 +88,14 @@ def files_to_audit(cfg: AuditParams) -> list[Path]:
 
 
 def audit(cfg: AuditParams) -> dict:
-    needles = planted(cfg.truth)
-    patterns = [(n, _pattern(n["value"])) for n in needles if n["value"]]
+    needles = [n for n in planted(cfg.truth) if n["value"]]
+    # One search per distinct (value, table-only) pair, however many studies it was planted in (every
+    # header-PHI study carries the same DICOM values); a plain substring test (memmem, fast) before
+    # the whole-token regex, which is slow to scan with since it starts with a lookbehind.
+    searches: dict[tuple[bytes, bool], list[dict]] = {}
+    for n in needles:
+        searches.setdefault((n["value"].encode(), n["kind"] in _TABLE_ONLY_KINDS), []).append(n)
+    patterns = {value: _pattern(value.decode()) for value, _ in searches}
     files = files_to_audit(cfg)
     leaks, scanned_bytes = [], 0
     for path in files:
@@ -98,22 +104,21 @@ def audit(cfg: AuditParams) -> dict:
         try:
             for blob in _blobs(path):
                 scanned_bytes += len(blob)
-                for i, (needle, pattern) in enumerate(patterns):
-                    if i in hit or (needle["kind"] in _TABLE_ONLY_KINDS and not table):
-                        continue
-                    if pattern.search(blob):
-                        hit.add(i)
+                for key in searches.keys() - hit:
+                    value, table_only = key
+                    if (table or not table_only) and value in blob and patterns[value].search(blob):
+                        hit.add(key)
         except OSError as e:
             raise ValueError(f"cannot read {path} for the PHI audit ({type(e).__name__})") from None
-        leaks += [{"file": str(path), "kind": patterns[i][0]["kind"], "study_id": patterns[i][0]["study_id"]}
-                  for i in sorted(hit)]
+        found = sorted((n["study_id"], n["kind"]) for key in hit for n in searches[key])
+        leaks += [{"file": str(path), "kind": kind, "study_id": study} for study, kind in found]
     summary = {
-        "planted_values": len(patterns), "studies_with_phi": len({n["study_id"] for n in needles}),
+        "planted_values": len(needles), "studies_with_phi": len({n["study_id"] for n in needles}),
         "files_scanned": len(files), "bytes_scanned": scanned_bytes,
         "paths": [str(p) for p in cfg.paths] + (["$DAGSTER_HOME"] if cfg.dagster_home else []),
         "table_only_kinds": sorted(_TABLE_ONLY_KINDS), "leaks": leaks, "passed": not leaks,
     }
     write_json(cfg.out, summary)
     write_json(cfg.metrics, {"phi_leaks": len(leaks), "files_scanned": len(files),
-                             "planted_values": len(patterns)})
+                             "planted_values": len(needles)})
     return summary
