@@ -1,6 +1,7 @@
 """Served throughput vs in-process encoding, with the batches BentoML's adaptive batcher formed.
 
     python bench/serve.py [--clients 32] [--requests 512] [--images 128]
+    python bench/serve.py --hidden 768 --layers 12 --vision-model ViT-B-16 --image-size 224 --requests 128 --images 64
 
 Models: a random LLM2VEC4CXR of the params.yaml demo size (encoder.pretrain) and a CXRClip of the
 params.yaml clip section (vision model, image size, embed dim) on top of it, packaged exactly as
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build_package(work: Path, n_reports: int, n_images: int) -> tuple:
+def build_package(work: Path, n_reports: int, n_images: int, scale: dict) -> tuple:
     """Demo-size models + index + card in `work`, saved to the BentoML store (BENTOML_HOME)."""
     import pandas as pd
     import torch
@@ -57,14 +58,19 @@ def build_package(work: Path, n_reports: int, n_images: int) -> tuple:
     torch.manual_seed(0)
     params = load_params(ROOT / "params.yaml")
     demo = params.encoder.pretrain
+    size = demo.size.model_copy(update={k: scale[k] for k in ("hidden", "layers") if scale[k]})
+    if scale["hidden"]:  # keep the demo's head width and MLP ratio
+        size = size.model_copy(update={"heads": size.hidden // 32, "kv_heads": size.hidden // 32,
+                                       "intermediate": int(size.hidden * 2.6875)})
     texts = reports(n_reports)
     tokenizer = train_tokenizer(texts, demo.vocab_size)
-    encoder = TextEncoder.from_backbone(build_lm(demo.size, tokenizer), EncoderConfig(max_length=demo.max_length),
+    encoder = TextEncoder.from_backbone(build_lm(size, tokenizer), EncoderConfig(max_length=demo.max_length),
                                         tokenizer=tokenizer)
     encoder.save(work / "encoder")
     encoder = TextEncoder.load(work / "encoder")
     c = getattr(params, "clip", None) or ClipModelConfig()  # the params.yaml clip section (its demo profile)
-    clip = CXRClip(ClipModelConfig(vision_model=c.vision_model, image_size=c.image_size, embed_dim=c.embed_dim,
+    clip = CXRClip(ClipModelConfig(vision_model=scale["vision_model"] or c.vision_model,
+                                   image_size=scale["image_size"] or c.image_size, embed_dim=c.embed_dim,
                                    decode_resolution=params.ingest.resolution), encoder)
     clip.save(work / "clip")
     clip = CXRClip.load(work / "clip")
@@ -175,11 +181,19 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=512)
     parser.add_argument("--images", type=int, default=128)
+    # Model size (default: the params.yaml demo). At the demo size a text costs ~2 ms, so the per-request
+    # HTTP cost dominates; a bigger model shows the server's share when compute dominates.
+    parser.add_argument("--hidden", type=int, default=0, help="text encoder width (default: demo)")
+    parser.add_argument("--layers", type=int, default=0, help="text encoder layers (default: demo)")
+    parser.add_argument("--vision-model", default="", help="open_clip config, e.g. ViT-B-16 (default: demo)")
+    parser.add_argument("--image-size", type=int, default=0, help="vision input pixels (default: demo)")
     args = parser.parse_args()
+    scale = {"hidden": args.hidden, "layers": args.layers, "vision_model": args.vision_model,
+             "image_size": args.image_size}
     with tempfile.TemporaryDirectory(prefix="cxr-bench-serve-") as tmp:
         os.environ["BENTOML_HOME"] = str(Path(tmp) / "bentoml")
         os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-        encoder, clip, version, texts, images = build_package(Path(tmp), args.requests, args.images)
+        encoder, clip, version, texts, images = build_package(Path(tmp), args.requests, args.images, scale)
         sizes = [1, 8, 16, 32, 64]
         text_local = best_in_process(lambda x, b: encoder.encode(x, batch_size=b), texts, sizes)
         image_local = best_in_process(lambda x, b: clip.encode_image(x, batch_size=b), images, sizes)
@@ -197,8 +211,8 @@ def main() -> None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
     print(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "note": "shared machine; other jobs were running"},
-        "clients": args.clients,
+        "machine": {"cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0]},
+        "clients": args.clients, "model_scale": {k: v or "demo" for k, v in scale.items()},
         "embed_text": {"requests": len(texts), "served": text_served, "in_process": text_local,
                        "ratio": round(text_served["per_s"] / text_local["per_s"], 3), "batches": text_batches},
         "embed_image": {"requests": len(images), "served": image_served, "in_process": image_local,
