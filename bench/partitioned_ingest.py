@@ -57,6 +57,10 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=2, help="partition runs at a time")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes of the single run")
     args = parser.parse_args()
+    # The Pipes subprocesses (cxr) print their summaries on fd 1: send them to stderr, so that stdout
+    # holds this benchmark's one JSON document.
+    report_to = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
 
     with tempfile.TemporaryDirectory(prefix="cxr-partitioned-") as tmp:
         root = Path(tmp)
@@ -99,7 +103,7 @@ def main() -> None:
             "merged_equals_single": ok and same_files(out, single),
             "dvc_hash": {"single": dvc_hash(single), "merged": dvc_hash(out) if ok else None},
         }
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2), file=report_to, flush=True)
 
 
 if __name__ == "__main__":
