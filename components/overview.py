@@ -31,17 +31,20 @@ def rows(params_tree: dict, root: Path = Path(".")) -> list[dict]:
     """One row per stage: name, headline figures (flattened metrics), files, and whether it has run."""
     table = []
     for s in all_stages():
-        figures, ran = {}, bool(s.metrics or s.outs)
-        for metrics in s.metrics:
-            path = root / resolve(metrics, params_tree)
-            if path.exists():
-                figures.update(_flat(json.loads(path.read_text())))
-            else:
-                ran = False
-        outs = [resolve(o, params_tree) for o in s.outs]
-        ran = ran and all((root / o).exists() for o in outs)
-        files = outs + [resolve(m, params_tree) for m in s.metrics] + [resolve(p.path, params_tree) for p in s.plots]
-        table.append({"stage": s.name, "asset": s.asset, "ran": ran, "figures": figures, "files": files})
+        for item in s.items(params_tree):  # a foreach stage: one row per item (ablation@minilm, ...)
+            figures, ran = {}, bool(s.metrics or s.outs)
+            for metrics in s.metrics:
+                path = root / resolve(metrics, params_tree, item)
+                if path.exists():
+                    figures.update(_flat(json.loads(path.read_text())))
+                else:
+                    ran = False
+            outs = [resolve(o, params_tree, item) for o in s.outs]
+            ran = ran and all((root / o).exists() for o in outs)
+            files = (outs + [resolve(m, params_tree, item) for m in s.metrics]
+                     + [resolve(p.path, params_tree, item) for p in s.plots])
+            table.append({"stage": s.instance(item), "asset": s.asset, "ran": ran, "figures": figures,
+                          "files": files, "outs": outs or files})
     return table
 
 
@@ -57,9 +60,16 @@ def _fit(figures: dict, width: int) -> str:
     return text
 
 
-def format_table(table: list[dict], width: int = 66) -> str:
-    lines = [f"{'stage':<10} {'headline figures':<{width}} files"]
+def _folders(files: list[str]) -> str:
+    """Where a stage's files are, compactly: each file's folder once (its metrics are in data/metrics)."""
+    folders = list(dict.fromkeys(Path(f).parent if Path(f).suffix else Path(f) for f in files))
+    return ", ".join(str(f) for f in folders if not any(other in f.parents for other in folders))
+
+
+def format_table(table: list[dict], width: int = 56) -> str:
+    name = max(len(r["stage"]) for r in table)
+    lines = [f"{'stage':<{name}}  {'headline figures (all: data/metrics, dvc metrics show)':<{width}}  outputs in"]
     for r in table:
         figures = _fit(r["figures"], width) if r["ran"] else "(not run yet)"
-        lines.append(f"{r['stage']:<10} {figures:<{width}} {', '.join(r['files'])}")
+        lines.append(f"{r['stage']:<{name}}  {figures:<{width}}  {_folders(r['outs'])}")
     return "\n".join(lines)

@@ -111,3 +111,16 @@ def test_report_rows_fit_their_column_and_say_how_many_figures_are_left_out():
     shown = text.count("=")
     assert f"(+{20 - shown} more)" in text
     assert _fit({"studies": 24, "ok": True}, 66) == "studies=24  ok=yes"
+
+
+def test_report_has_a_row_per_foreach_item_with_its_own_paths(tmp_path):
+    from components.overview import format_table, rows
+
+    tree = Params().model_dump(mode="json")
+    table = rows(tree, tmp_path)
+    arms = [r for r in table if r["stage"].startswith("ablation")]
+    assert [r["stage"] for r in arms] == [f"ablation@{t}" for t in tree["evaluate"]["ablation"]]
+    assert not any(r["ran"] for r in table)
+    shown = format_table(table)
+    assert "data/ablation/minilm/model" in shown and "ablation//" not in shown
+    assert max(map(len, shown.splitlines())) <= 130  # a wide terminal; the files column is the last
