@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
 
+from components.io import RUN_DIR
 from orchestration.resources import CxrProject
 
 # The ingest asset and its downstream, not full_pipeline: that would re-run synth, which writes the
@@ -24,7 +25,8 @@ def listing_digest(root: Path) -> str:
     """count-newest mtime_ns-hash of the sorted (relative path, size) of every file under root."""
     entries, newest = [], 0
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # atomic writers' temp folders
+        # atomic writers' temp folders, and a run folder (a record of the run that wrote the input)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != RUN_DIR]
         for name in filenames:
             if name.startswith("."):
                 continue

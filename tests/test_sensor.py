@@ -35,6 +35,9 @@ def test_sensor_requests_ingest_once_per_state_of_the_input(tmp_path):
     again, same = _evaluate(project, cursor)
     assert isinstance(again, SkipReason) and again.skip_message == f"no new files in {tmp_path / 'raw'}"
     assert same == cursor
+    (raw / "_run").mkdir()  # the run folder of the stage that wrote the input is not new data
+    (raw / "_run" / "synth.json").write_text('{"seconds": 3.2}')
+    assert isinstance(_evaluate(project, cursor)[0], SkipReason)
 
     (raw / "s2.txt").write_text("IMPRESSION: no change.")
     second, newer = _evaluate(project, cursor)
