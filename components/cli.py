@@ -272,12 +272,13 @@ def report(params: ParamsFile = None, as_json: Annotated[bool, typer.Option("--j
     with user_errors():
         if not file.exists():
             raise FileNotFoundError(f"{file} not found: run from the project root or pass --params")
-        table = rows(yaml.safe_load(file.read_text()))
+        tree = yaml.safe_load(file.read_text())
+        table = rows(tree)
     if as_json:
         _print({r["stage"]: r for r in table})
         return
     typer.echo(format_table(table))
-    evaluation = Path(yaml.safe_load(file.read_text())["evaluate"]["out"]) / "metrics.json"
+    evaluation = Path(tree["evaluate"]["out"]) / "metrics.json"
     if evaluation.exists():
         from components.evaluation.report import summary_table
 
