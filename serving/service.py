@@ -106,9 +106,9 @@ class CXRService:
         for (encoder, option), rows in groups.items():
             batch = [queries[i].text for i in rows]
             if encoder == "llm2vec4cxr":
-                vecs = self.text.encode(batch, instruction=option, batch_size=SERVE.max_batch_size)
+                vecs = self.text.encode(batch, instruction=option, batch_size=SERVE.text_batch_size)
             else:
-                vecs = self.clip.encode_text(batch, section=option, batch_size=SERVE.max_batch_size)
+                vecs = self.clip.encode_text(batch, section=option, batch_size=SERVE.text_batch_size)
             for i, v in zip(rows, vecs):
                 out[i] = v.tolist()
         return out
@@ -116,7 +116,7 @@ class CXRService:
     @bentoml.api(batchable=True, max_batch_size=SERVE.max_batch_size, max_latency_ms=SERVE.max_latency_ms)
     def embed_image(self, images: Uploads) -> np.ndarray:
         """Unit vectors of the CLIP image tower, one per DICOM / PNG / JPEG upload."""
-        return self.clip.encode_image(list(images), batch_size=SERVE.max_batch_size)
+        return self.clip.encode_image(list(images), batch_size=SERVE.image_batch_size)
 
     # ---- retrieval and zero-shot classification -------------------------------------------------------
 

@@ -92,6 +92,43 @@ def test_embed_text_equals_the_library(service, library):
     np.testing.assert_allclose(got[2], text_encoder.encode(texts[:1], instruction="")[0], atol=1e-5)
 
 
+def test_a_merged_batch_runs_in_forward_passes_of_the_configured_size(service, library, dicoms, monkeypatch):
+    """serve.text_batch_size / image_batch_size cut what adaptive batching merged into forward passes
+    (texts sorted by length, longest first), with the vectors one pass would give."""
+    import torch
+
+    from components.encoder.text_encoder import TextEncoder
+    from serving.inputs import SERVE
+
+    text_encoder, clip = library
+    passes = []
+
+    def record(module, args, kwargs, output):  # (tower, items, padded length) of each forward pass
+        if isinstance(module, TextEncoder):
+            passes.append(("text", *kwargs["input_ids"].shape))
+        elif type(module) is type(clip.visual):
+            passes.append(("image", output.shape[0], None))
+
+    texts = ["Clear lungs.", "Small left pleural effusion with adjacent atelectasis. No pneumothorax.",
+             "No acute process.", "Mild cardiomegaly. Pulmonary vascular congestion without frank edema.",
+             "Stable."]
+    monkeypatch.setattr(SERVE, "text_batch_size", 2)
+    monkeypatch.setattr(SERVE, "image_batch_size", 2)
+    handle = torch.nn.modules.module.register_module_forward_hook(record, with_kwargs=True)
+    try:
+        got = _post(service, "/embed_text", json={"texts": texts})
+        images = _post(service, "/embed_image",
+                       files=[("images", (p.name, p.read_bytes(), "application/dicom")) for p in dicoms])
+    finally:
+        handle.remove()
+    assert got.status_code == 200 and images.status_code == 200
+    assert [(tower, n) for tower, n, _ in passes] == [("text", 2), ("text", 2), ("text", 1), ("image", 2), ("image", 1)]
+    lengths = [length for tower, _, length in passes if tower == "text"]
+    assert lengths == sorted(lengths, reverse=True) and lengths[0] > lengths[-1]
+    np.testing.assert_allclose(np.array(got.json()), text_encoder.encode(texts, batch_size=len(texts)), atol=1e-5)
+    np.testing.assert_allclose(np.array(images.json()), clip.encode_image(dicoms, batch_size=len(dicoms)), atol=1e-5)
+
+
 @pytest.mark.parametrize("body, needle", [
     ({"texts": []}, "at least 1"),
     ({"texts": ["x"] * 65}, "at most 64"),

@@ -114,7 +114,11 @@ class PackageParams(_Section):
 class ServeParams(_Section):
     """The service's limits and adaptive batching (read by serving/service.py at import)."""
 
-    max_batch_size: int = Field(64, ge=1)   # adaptive batching: most items per model call
+    max_batch_size: int = Field(64, ge=1)   # adaptive batching: most requests' items merged into one call
+    # Items per forward pass: each merged batch is sorted by length and cut into these, as in process
+    # (bench/serve.py prints the in-process best; a big model on CPU is fastest at small batches).
+    text_batch_size: int = Field(32, ge=1)
+    image_batch_size: int = Field(32, ge=1)
     # adaptive batching: the dispatcher answers 503 to a request it predicts would exceed this (load shedding)
     max_latency_ms: int = Field(10000, ge=1)
     max_texts: int = Field(64, ge=1)        # texts per /embed_text request
