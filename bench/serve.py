@@ -7,7 +7,8 @@ Models: a random LLM2VEC4CXR of the params.yaml demo size (encoder.pretrain) and
 params.yaml clip section (vision model, image size, embed dim) on top of it, packaged exactly as
 `cxr package` does into a temporary BentoML store, then served by a real `bentoml serve` on
 127.0.0.1 (one worker, params.yaml serve limits, its forward passes at the in-process best batch sizes
-found in the same run). Inputs: synthetic reports; DICOMs of a small synthetic archive (decoded per
+found in the same run, and the request timeout as max_latency_ms so that 32 queued requests to a big
+model are not shed). Inputs: synthetic reports; DICOMs of a small synthetic archive (decoded per
 request, as in production).
 
 /embed_text: `--clients` concurrent clients, one text per request (`--per-request` for more), against
