@@ -90,7 +90,7 @@ def stored_card(tag: str) -> dict:
     from bentoml.exceptions import BentoMLException, NotFound
 
     try:
-        models = [m.tag for m in bentoml.bentos.get(tag).info.models]
+        models = [m.tag for m in bentoml.bentos.get(tag).info.all_models]  # a service's own models too
     except NotFound:
         models = [tag]  # a model tag (cxr-clip:<version>), or nothing known
     except BentoMLException as e:
