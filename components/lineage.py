@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-CODE_PREFIX = "components/"  # deps under here are code (the stage's import graph), the rest is data
+CODE_PREFIXES = ("components/", "serving/")  # deps under these are code (a stage's import graph), the rest data
 
 
 def dvc_project(root: str | Path) -> bool:
@@ -81,6 +81,17 @@ def producer(lock: dict, path: str) -> tuple[str, dict] | None:
             if _inside(path, _norm(out["path"])):
                 return name, out
     return None
+
+
+def upstream(lock: dict, path: str, stage: str | None = None) -> list[str]:
+    """The stages (other than `stage`) that made `path`: the one whose out holds it, or, for a folder
+    dep, every stage with an out inside it (e.g. a folder of another stage's report files)."""
+    found = producer(lock, path)
+    if found is not None:
+        return [found[0]] if found[0] != stage else []
+    path = _norm(path)
+    return sorted({name for name, entry in lock.items() if name != stage
+                   for out in entry.get("outs", []) if _inside(_norm(out["path"]), path)})
 
 
 def _member_hash(root: Path, out: dict, path: str) -> str | None:
@@ -154,12 +165,12 @@ def trace(root: str | Path, path: str | Path, verify: bool = True, lock: dict | 
         if name in order:
             return
         for dep in lock[name].get("deps", []):
-            if dep["path"].startswith(CODE_PREFIX):
+            if dep["path"].startswith(CODE_PREFIXES):
                 continue
-            up = producer(lock, dep["path"])
-            if up is not None and up[0] != name:
-                visit(up[0])
-            elif up is None:
+            ups = upstream(lock, dep["path"], name)
+            for up in ups:
+                visit(up)
+            if not ups and producer(lock, dep["path"]) is None:
                 sources[dep["path"]] = _hash(dep)
         order.append(name)
 
@@ -168,12 +179,12 @@ def trace(root: str | Path, path: str | Path, verify: bool = True, lock: dict | 
     for name in order:
         entry = lock[name]
         deps = entry.get("deps", [])
-        code = [d for d in deps if d["path"].startswith(CODE_PREFIX)]
+        code = [d for d in deps if d["path"].startswith(CODE_PREFIXES)]
         stages.append({
             "stage": name, "cmd": entry.get("cmd"),
             "params": _flatten({k: v for values in entry.get("params", {}).values() for k, v in values.items()}),
             "inputs": [{"path": d["path"], "md5": _hash(d),
-                        "from": (producer(lock, d["path"]) or (None,))[0]} for d in deps if d not in code],
+                        "from": ", ".join(upstream(lock, d["path"])) or None} for d in deps if d not in code],
             "code": {"files": len(code),
                      "md5": hashlib.md5("".join(_hash(d) for d in code).encode()).hexdigest() if code else None},
             "outs": [{"path": o["path"], "md5": _hash(o)} for o in entry.get("outs", [])],
@@ -222,7 +233,9 @@ def trace_package(root: str | Path, card: dict, verify: bool = True) -> dict:
         for entry in lock.values():
             deps = {_norm(d["path"]): _hash(d) for d in entry.get("deps", [])}
             if entry.get("outs") and all(deps.get(path) == md5 for path, md5 in wanted.items()):
-                result = trace(root, entry["outs"][0]["path"], verify, lock, commit)
+                # its folder, not a metrics file beside it (dvc.lock lists both as outs)
+                main = next((o for o in entry["outs"] if _hash(o).endswith(".dir")), entry["outs"][0])
+                result = trace(root, main["path"], verify, lock, commit)
                 result["package"] = {"version": card["version"], "tag": card.get("tag"), "inputs": wanted,
                                      "recorded_in": f"dvc.lock at commit {commit}" if commit else "dvc.lock"}
                 return result

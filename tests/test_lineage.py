@@ -234,20 +234,32 @@ def test_a_package_is_traced_through_the_dvc_lock_that_read_its_inputs_even_a_co
 
     root = tmp_path / "p"
     root.mkdir()
+    # pack, like the package stage: a metrics file beside its folder, a code dep under serving/, and a
+    # folder dep (ev) that holds another stage's files rather than being one stage's out
     stages = {"make": {"cmd": "mkdir -p m && echo model-$(cat seed) > m/w", "deps": ["seed"], "outs": ["m"]},
-              "pack": {"cmd": "mkdir -p pkg && cat m/w > pkg/card", "deps": ["m"], "outs": ["pkg"]}}
+              "report": {"cmd": "mkdir -p ev && cat m/w > ev/report.md", "deps": ["m"], "outs": ["ev/report.md"]},
+              "pack": {"cmd": "mkdir -p pkg && cat m/w ev/report.md > pkg/card && echo '{\"n\": 1}' > pack.json",
+                       "deps": ["m", "corpus", "ev", "serving/svc.py"], "outs": ["pkg"],
+                       "metrics": [{"pack.json": {"cache": False}}]}}
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     (root / "seed").write_text("1")
+    (root / "corpus").write_text("reports")
+    (root / "serving").mkdir()
+    (root / "serving" / "svc.py").write_text("SERVICE = 1\n")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"], ["git", "add", "-A"],
                 [*git, "commit", "-qm", "first model"]):
         _run(cmd, root)
     first = _run(["git", "rev-parse", "HEAD"], root).stdout.strip()
-    card = {"version": "v1", "tag": "svc:v1", "inputs": {"model": {"path": str(root / "m"), "md5": dvc_hash(root / "m")}}}
+    card = {"version": "v1", "tag": "svc:v1", "inputs": {"model": {"path": str(root / "m"), "md5": dvc_hash(root / "m")},
+                                                         "corpus": {"path": "corpus", "md5": dvc_hash(root / "corpus")}}}
 
     t = trace_package(root, card, verify=False)  # the workspace lock records it
-    assert t["stage"] == "pack" and t["package"]["recorded_in"] == "dvc.lock"
-    assert [s["stage"] for s in t["stages"]] == ["make", "pack"] and "seed" in t["sources"]
+    assert t["stage"] == "pack" and t["package"]["recorded_in"] == "dvc.lock" and t["out"]["path"] == "pkg"
+    assert [s["stage"] for s in t["stages"]] == ["make", "report", "pack"] and set(t["sources"]) == {"seed", "corpus"}
+    pack = t["stages"][-1]
+    assert {i["path"]: i["from"] for i in pack["inputs"]} == {"m": "make", "corpus": None, "ev": "report"}
+    assert pack["code"]["files"] == 1  # serving/ is code, not raw data
 
     (root / "seed").write_text("2")  # a newer model replaces it; the first package's record is history
     _run(["dvc", "repro", "-q"], root)
