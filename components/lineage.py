@@ -83,14 +83,14 @@ def producer(lock: dict, path: str) -> tuple[str, dict] | None:
     return None
 
 
-def upstream(lock: dict, path: str, stage: str | None = None) -> list[str]:
-    """The stages (other than `stage`) that made `path`: the one whose out holds it, or, for a folder
-    dep, every stage with an out inside it (e.g. a folder of another stage's report files)."""
+def upstream(lock: dict, path: str) -> list[str]:
+    """The stages that made `path`: the one whose out holds it, or, for a folder dep, every stage with
+    an out inside it (e.g. a folder of another stage's report files). Empty: raw data."""
     found = producer(lock, path)
     if found is not None:
-        return [found[0]] if found[0] != stage else []
+        return [found[0]]
     path = _norm(path)
-    return sorted({name for name, entry in lock.items() if name != stage
+    return sorted({name for name, entry in lock.items()
                    for out in entry.get("outs", []) if _inside(_norm(out["path"]), path)})
 
 
@@ -167,10 +167,11 @@ def trace(root: str | Path, path: str | Path, verify: bool = True, lock: dict | 
         for dep in lock[name].get("deps", []):
             if dep["path"].startswith(CODE_PREFIXES):
                 continue
-            ups = upstream(lock, dep["path"], name)
+            ups = upstream(lock, dep["path"])
             for up in ups:
-                visit(up)
-            if not ups and producer(lock, dep["path"]) is None:
+                if up != name:
+                    visit(up)
+            if not ups:
                 sources[dep["path"]] = _hash(dep)
         order.append(name)
 
