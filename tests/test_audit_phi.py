@@ -75,3 +75,38 @@ def test_a_value_planted_in_several_studies_is_a_leak_of_each(tmp_path):
     leaks = {(Path(x["file"]).name, x["kind"], x["study_id"]) for x in audit(cfg)["leaks"]}
     assert leaks == {("log.txt", f"dicom:{keyword}", "s1"), ("log.txt", f"dicom:{keyword}", "s2"),
                      ("t.parquet", "time", "s3"), ("t.parquet", "person_name", "s3")}
+
+
+def test_tool_state_is_audited_but_the_metric_counts_only_the_pipeline(tmp_path, monkeypatch):
+    """$DAGSTER_HOME is searched (event logs can leak), but its file count varies with what the UI and
+    earlier runs left there, so the DVC metric counts the pipeline's files only."""
+    from components.params import AuditParams
+    from components.synth.dicom import IDENTIFYING_VALUES
+
+    truth = tmp_path / "truth.parquet"
+    pd.DataFrame({"study_id": ["s1"], "trap": ["dicom_header_phi"], "planted_phi": ["[]"]}).to_parquet(truth)
+    keyword, value = next(iter(IDENTIFYING_VALUES.items()))
+    art, home = tmp_path / "artifacts", tmp_path / "dagster_home"
+    art.mkdir()
+    home.mkdir()
+    (art / "a.json").write_text("{}")
+    (art / "b.json").write_text("{}")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    cfg = AuditParams(truth=str(truth), paths=[str(art)], dagster_home=True, out=str(tmp_path / "a.json"),
+                      metrics=str(tmp_path / "m.json"))
+
+    def run() -> tuple[dict, str]:
+        return audit(cfg), Path(cfg.metrics).read_text()
+
+    first, metrics = run()
+    assert first["passed"] and first["files_scanned"] == 2 and first["tool_state_files_scanned"] == 0
+    assert json.loads(metrics) == {"phi_leaks": 0, "pipeline_files_scanned": 2, "planted_values": len(IDENTIFYING_VALUES)}
+
+    (home / "runs.db").write_text("a harmless run record")
+    second, unchanged = run()
+    assert second["files_scanned"] == 3 and second["tool_state_files_scanned"] == 1 and unchanged == metrics
+
+    (home / "compute.log").write_text(f"loaded {value}\n")
+    leaked = audit(cfg)
+    assert {(Path(x["file"]).name, x["kind"]) for x in leaked["leaks"]} == {("compute.log", f"dicom:{keyword}")}
+    assert json.loads(Path(cfg.metrics).read_text())["phi_leaks"] == 1

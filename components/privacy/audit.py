@@ -73,18 +73,23 @@ def _blobs(path: Path):
             tail = chunk[-256:]
 
 
-def files_to_audit(cfg: AuditParams) -> list[Path]:
-    roots = [Path(p) for p in cfg.paths]
-    if cfg.dagster_home and os.environ.get("DAGSTER_HOME"):
-        roots.append(Path(os.environ["DAGSTER_HOME"]))
+def files_to_audit(cfg: AuditParams) -> tuple[list[Path], list[Path]]:
+    """(the pipeline's files under audit.paths, the tool state's files under $DAGSTER_HOME)."""
     out = Path(cfg.out).resolve()
-    files = []
-    for root in roots:
-        if root.is_file():
-            files.append(root)
-        elif root.is_dir():
-            files += sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-    return [f for f in dict.fromkeys(files) if f.resolve() != out]
+
+    def under(roots: list[Path]) -> list[Path]:
+        files = []
+        for root in roots:
+            if root.is_file():
+                files.append(root)
+            elif root.is_dir():
+                files += sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+        return [f for f in dict.fromkeys(files) if f.resolve() != out]
+
+    pipeline = under([Path(p) for p in cfg.paths])
+    home = os.environ.get("DAGSTER_HOME") if cfg.dagster_home else None
+    seen = set(pipeline)
+    return pipeline, [f for f in under([Path(home)] if home else []) if f not in seen]
 
 
 def audit(cfg: AuditParams) -> dict:
@@ -96,7 +101,8 @@ def audit(cfg: AuditParams) -> dict:
     for n in needles:
         searches.setdefault((n["value"].encode(), n["kind"] in _TABLE_ONLY_KINDS), []).append(n)
     patterns = {value: _pattern(value.decode()) for value, _ in searches}
-    files = files_to_audit(cfg)
+    pipeline_files, tool_state_files = files_to_audit(cfg)
+    files = pipeline_files + tool_state_files
     leaks, scanned_bytes = [], 0
     for path in files:
         hit = set()
@@ -114,11 +120,14 @@ def audit(cfg: AuditParams) -> dict:
         leaks += [{"file": str(path), "kind": kind, "study_id": study} for study, kind in found]
     summary = {
         "planted_values": len(needles), "studies_with_phi": len({n["study_id"] for n in needles}),
-        "files_scanned": len(files), "bytes_scanned": scanned_bytes,
+        "files_scanned": len(files), "tool_state_files_scanned": len(tool_state_files),
+        "bytes_scanned": scanned_bytes,
         "paths": [str(p) for p in cfg.paths] + (["$DAGSTER_HOME"] if cfg.dagster_home else []),
         "table_only_kinds": sorted(_TABLE_ONLY_KINDS), "leaks": leaks, "passed": not leaks,
     }
     write_json(cfg.out, summary)
-    write_json(cfg.metrics, {"phi_leaks": len(leaks), "files_scanned": len(files),
+    # The metric counts the pipeline's files only: $DAGSTER_HOME holds whatever the UI and earlier runs
+    # left there, so counting it would change the metric with no change in the data.
+    write_json(cfg.metrics, {"phi_leaks": len(leaks), "pipeline_files_scanned": len(pipeline_files),
                              "planted_values": len(needles)})
     return summary
