@@ -77,9 +77,9 @@ def test_a_value_planted_in_several_studies_is_a_leak_of_each(tmp_path):
                      ("t.parquet", "time", "s3"), ("t.parquet", "person_name", "s3")}
 
 
-def test_tool_state_is_audited_but_the_metric_counts_only_the_pipeline(tmp_path, monkeypatch):
-    """$DAGSTER_HOME is searched (event logs can leak), but its file count varies with what the UI and
-    earlier runs left there, so the DVC metric counts the pipeline's files only."""
+def test_tool_state_and_run_folders_are_audited_but_the_metric_counts_what_dvc_tracks(tmp_path, monkeypatch):
+    """$DAGSTER_HOME and the run folders are searched (logs can leak), but their file counts vary with
+    what the UI and earlier runs left there, so the DVC metric counts only the files DVC tracks."""
     from components.params import AuditParams
     from components.synth.dicom import IDENTIFYING_VALUES
 
@@ -103,10 +103,14 @@ def test_tool_state_is_audited_but_the_metric_counts_only_the_pipeline(tmp_path,
     assert json.loads(metrics) == {"phi_leaks": 0, "pipeline_files_scanned": 2, "planted_values": len(IDENTIFYING_VALUES)}
 
     (home / "runs.db").write_text("a harmless run record")
+    (art / "_run").mkdir()
+    (art / "_run" / "audit-phi.json").write_text("{}")  # a run log a rerun finds beside the metrics
     second, unchanged = run()
-    assert second["files_scanned"] == 3 and second["tool_state_files_scanned"] == 1 and unchanged == metrics
+    assert second["files_scanned"] == 4 and second["tool_state_files_scanned"] == 1 and unchanged == metrics
 
     (home / "compute.log").write_text(f"loaded {value}\n")
+    (art / "_run" / "stage.json").write_text(f"{{\"host\": \"{value}\"}}")
     leaked = audit(cfg)
-    assert {(Path(x["file"]).name, x["kind"]) for x in leaked["leaks"]} == {("compute.log", f"dicom:{keyword}")}
-    assert json.loads(Path(cfg.metrics).read_text())["phi_leaks"] == 1
+    assert {(Path(x["file"]).name, x["kind"]) for x in leaked["leaks"]} == {
+        ("compute.log", f"dicom:{keyword}"), ("stage.json", f"dicom:{keyword}")}
+    assert json.loads(Path(cfg.metrics).read_text())["phi_leaks"] == 2

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from components.io import write_json
+from components.io import RUN_DIR, write_json
 from components.params import AuditParams
 
 # A bare clock time ("10:15") also appears in every log timestamp: searched in tables only.
@@ -126,8 +126,10 @@ def audit(cfg: AuditParams) -> dict:
         "table_only_kinds": sorted(_TABLE_ONLY_KINDS), "leaks": leaks, "passed": not leaks,
     }
     write_json(cfg.out, summary)
-    # The metric counts the pipeline's files only: $DAGSTER_HOME holds whatever the UI and earlier runs
-    # left there, so counting it would change the metric with no change in the data.
-    write_json(cfg.metrics, {"phi_leaks": len(leaks), "pipeline_files_scanned": len(pipeline_files),
+    # The metric counts only files DVC tracks: $DAGSTER_HOME and the run folders hold whatever earlier
+    # runs and the UI left there (this audit's own run log among them), so counting them would change
+    # the metric with no change in the data. They are searched all the same.
+    tracked = [f for f in pipeline_files if RUN_DIR not in f.parts]
+    write_json(cfg.metrics, {"phi_leaks": len(leaks), "pipeline_files_scanned": len(tracked),
                              "planted_values": len(needles)})
     return summary
