@@ -16,14 +16,40 @@ from typing import Annotated, Optional
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import InvalidArgument
-from pydantic import Field
+from bentoml.exceptions import BentoMLException, InvalidArgument
+from pydantic import Field, ValidationError
 from starlette.responses import JSONResponse
 
 from serving.config import CLIP_MODEL, INDEX_MODEL, MODEL_VERSION, SERVICE_NAME, TEXT_MODEL
 from serving.inputs import SERVE, TEXT_CHECKS, Texts, Upload, Uploads, as_query, configure_decoding
 
 log = logging.getLogger("cxr.serving")
+
+
+class RejectedRequestLog(logging.Filter):
+    """BentoML logs every failed request with its traceback, 4xx included, and a pydantic error's text
+    quotes the input: a report, so PHI in the server log. A rejected request becomes one warning that
+    names route, status and what was wrong, never the input; a 5xx keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            status, why = 400, f"{error.error_count()} validation error(s): " + "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'} ({e['type']})"
+                for e in error.errors(include_input=False, include_context=False, include_url=False))
+        elif isinstance(error, BentoMLException) and error.error_code.value < 500:
+            status, why = error.error_code.value, f"{type(error).__name__}: {error}"
+        else:
+            return True
+        path, method = record.args if isinstance(record.args, tuple) and len(record.args) == 2 else ("?", "?")
+        record.msg, record.args = "%s %s rejected with %d: %s", (method, path, status, why)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
+
+
+# BentoML's failed-request log (bentoml._internal.server.http_app.log_exception).
+logging.getLogger("bentoml._internal.server.http_app").addFilter(RejectedRequestLog())
 
 
 class ModelCardRoute:

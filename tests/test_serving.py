@@ -145,6 +145,26 @@ def test_embed_text_rejects_bad_input(service, body, needle):
     assert r.status_code == 400 and needle in r.text
 
 
+def test_a_rejected_request_is_one_log_line_that_never_quotes_its_input(service, caplog):
+    """BentoML logs every failed request with a traceback; a pydantic error's text quotes the input,
+    which here is a report (PHI). A 4xx is logged as one line: route, status, what was wrong."""
+    from serving.inputs import SERVE
+
+    caplog.set_level(logging.DEBUG)
+    secret = "Zyxwvut Quirina seen in clinic"
+    for body in ({"texts": [secret + " x" * SERVE.max_text_chars]},
+                 {"texts": [{"text": secret, "encoder": "clip", "instruction": secret}]},
+                 {"texts": [{"text": secret, "encoder": "gpt"}]}):
+        caplog.clear()
+        r = _post(service, "/embed_text", json=body)
+        assert r.status_code == 400 and "Zyxwvut" not in r.text
+        errors = [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
+        assert len(errors) == 1 and errors[0].levelno == logging.WARNING, caplog.text
+        assert errors[0].getMessage().startswith("POST /embed_text rejected with 400: ")
+        assert "validation error" in errors[0].getMessage()
+        assert "Zyxwvut" not in caplog.text and "Traceback" not in caplog.text
+
+
 def test_malformed_json_is_a_4xx(service):
     r = _post(service, "/embed_text", content=b"{not json", headers={"content-type": "application/json"})
     assert 400 <= r.status_code < 500
@@ -168,6 +188,8 @@ def test_dicom_without_pixels_is_422_and_its_header_is_never_echoed_or_logged(se
     r = _post(service, "/embed_image", files=[("images", ("x.dcm", _no_pixels(dicoms[0]), "application/dicom"))])
     assert r.status_code == 422 and "no pixel data" in _error(r)
     assert "Zyxwvut" not in r.text and "Zyxwvut" not in caplog.text
+    [logged] = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
+    assert logged.startswith("POST /embed_image rejected with 422: Unprocessable: the DICOM has no pixel data")
 
 
 @pytest.mark.parametrize("case, status, needle", [

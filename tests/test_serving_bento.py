@@ -128,7 +128,9 @@ def test_python_client_against_a_real_server(server, library, dicom):
 
     card = httpx.get(f"{url}/model_card", timeout=10).json()
     assert card["inputs"]["text_encoder"]["md5"].endswith(".dir")
-    assert "status=5" not in log.read_text()  # the 400 above is logged, but nothing answered 5xx
+    served = log.read_text()
+    assert "status=5" not in served  # nothing answered 5xx
+    assert "POST /embed_text rejected with 400" in served and "Traceback" not in served  # one line per 4xx
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, library):
