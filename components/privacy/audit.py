@@ -73,23 +73,23 @@ def _blobs(path: Path):
             tail = chunk[-256:]
 
 
+def _files_under(roots: list[Path], skip: Path) -> list[Path]:
+    files = []
+    for root in roots:
+        if root.is_file():
+            files.append(root)
+        elif root.is_dir():
+            files += sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    return [f for f in dict.fromkeys(files) if f.resolve() != skip]
+
+
 def files_to_audit(cfg: AuditParams) -> tuple[list[Path], list[Path]]:
     """(the pipeline's files under audit.paths, the tool state's files under $DAGSTER_HOME)."""
     out = Path(cfg.out).resolve()
-
-    def under(roots: list[Path]) -> list[Path]:
-        files = []
-        for root in roots:
-            if root.is_file():
-                files.append(root)
-            elif root.is_dir():
-                files += sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-        return [f for f in dict.fromkeys(files) if f.resolve() != out]
-
-    pipeline = under([Path(p) for p in cfg.paths])
+    pipeline = _files_under([Path(p) for p in cfg.paths], out)
     home = os.environ.get("DAGSTER_HOME") if cfg.dagster_home else None
     seen = set(pipeline)
-    return pipeline, [f for f in under([Path(home)] if home else []) if f not in seen]
+    return pipeline, [f for f in _files_under([Path(home)] if home else [], out) if f not in seen]
 
 
 def audit(cfg: AuditParams) -> dict:
