@@ -55,4 +55,4 @@ bench: setup  ## benchmarks; each prints JSON
 clean:  ## remove everything the demo made: pipeline outputs, DVC's run cache, tool state (not .venv)
 	find data -mindepth 1 -maxdepth 1 ! -name .gitignore -exec rm -rf {} +
 	rm -rf $(CXR_HOME) .dvc/cache .dvc/tmp
-	git checkout -- dvc.lock 2>/dev/null || rm -f dvc.lock  # the committed record of the demo stays
+	git checkout -- dvc.lock data/metrics 2>/dev/null || rm -f dvc.lock  # the committed record of the demo (lock, metrics) stays
